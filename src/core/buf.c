@@ -1,0 +1,107 @@
+/* buf.c - growable byte buffer with sticky out-of-memory state. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/core.h"
+
+void al_buf_init(al_buf_t *b) { memset(b, 0, sizeof *b); }
+
+void al_buf_free(al_buf_t *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+void al_buf_reset(al_buf_t *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->p)
+        b->p[0] = '\0';
+}
+
+static int reserve(al_buf_t *b, size_t extra)
+{
+    if (b->oom)
+        return AL_ERR;
+    if (extra > SIZE_MAX - b->len - 1) {
+        b->oom = true;
+        return AL_ERR;
+    }
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return AL_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = true;
+        return AL_ERR;
+    }
+    b->p = p;
+    b->cap = cap;
+    return AL_OK;
+}
+
+int al_buf_append(al_buf_t *b, const void *p, size_t n)
+{
+    if (reserve(b, n) != AL_OK)
+        return AL_ERR;
+    if (n)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return AL_OK;
+}
+
+int al_buf_puts(al_buf_t *b, const char *s) { return al_buf_append(b, s, strlen(s)); }
+
+int al_buf_printf(al_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || reserve(b, (size_t)n) != AL_OK)
+        return AL_ERR;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return AL_OK;
+}
+
+int al_buf_json_str(al_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (reserve(b, n + 2) != AL_OK)
+        return AL_ERR;
+    b->p[b->len++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t el = 0;
+        switch (c) {
+        case '"': esc[0] = '\\'; esc[1] = '"'; el = 2; break;
+        case '\\': esc[0] = '\\'; esc[1] = '\\'; el = 2; break;
+        case '\n': esc[0] = '\\'; esc[1] = 'n'; el = 2; break;
+        case '\r': esc[0] = '\\'; esc[1] = 'r'; el = 2; break;
+        case '\t': esc[0] = '\\'; esc[1] = 't'; el = 2; break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                el = 6;
+            }
+        }
+        if (el) {
+            if (al_buf_append(b, esc, el) != AL_OK)
+                return AL_ERR;
+        } else if (al_buf_append(b, &s[i], 1) != AL_OK) {
+            return AL_ERR;
+        }
+    }
+    return al_buf_append(b, "\"", 1);
+}

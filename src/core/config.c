@@ -1,0 +1,1036 @@
+/*
+ * config.c - the config schema as tables, and the walk that fills al_config_t.
+ *
+ * Every mapping of the file has a schema: a table of keys, each naming a
+ * storage type, the member it fills (offsetof), its default, its range and
+ * optional hooks. Unknown, duplicate and missing keys, defaults and
+ * al_config_free all follow from the tables, so a new section (targets,
+ * policies, masking, ...) is a struct, a key table and one line in its
+ * parent's table. Rules that span keys or entries live in a schema's check.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "core/config_int.h"
+
+typedef struct cfg_ctx cfg_ctx_t;
+typedef struct cfg_key cfg_key_t;
+typedef struct cfg_schema cfg_schema_t;
+
+typedef enum cfg_type {
+    CT_STR = 0,  /* char *, non-empty */
+    CT_NAME,     /* char *, [a-z0-9][a-z0-9_.-]* */
+    CT_PATH,     /* char *, made absolute against the config file's directory */
+    CT_BOOL,     /* bool: true or false, unquoted */
+    CT_INT,      /* int in [lo, hi] */
+    CT_DURATION, /* double seconds in [lo, hi]; hi < 0: no upper bound */
+    CT_ENUM,     /* an int-sized enum; aux: cfg_enum_t[] ending with {NULL} */
+    CT_ALGS,     /* unsigned al_alg_t bit set */
+    CT_STRLIST,  /* char ** at off, size_t count at off_n; at least lo items */
+    CT_MAP,      /* a nested struct at off; aux: its schema */
+    CT_LIST,     /* an array of structs at off, size_t count at off_n; aux: schema */
+} cfg_type_t;
+
+typedef void (*cfg_parse_fn)(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v,
+                             void *obj);
+
+struct cfg_key {
+    const char *name;
+    cfg_type_t type;
+    size_t off, off_n;
+    double lo, hi;
+    double def;        /* default of a numeric, bool or enum member */
+    const char *defs;  /* default of a string or path member (NULL: none) */
+    const void *aux;
+    cfg_parse_fn parse;                  /* replaces the type's parser */
+    const char *(*check)(const char *s); /* CT_STR: NULL or what is wrong */
+    const char *hint;  /* set: the key is required; how to add it */
+};
+
+typedef struct cfg_enum {
+    const char *name;
+    int value;
+} cfg_enum_t;
+
+/* Where each known key of one mapping was found (index = key table index). */
+typedef struct cfg_seen {
+    const al__cfg_node_t *key, *val;
+} cfg_seen_t;
+
+struct cfg_schema {
+    const cfg_key_t *keys;
+    size_t n_keys;
+    size_t size;        /* sizeof the struct, for CT_LIST elements */
+    ptrdiff_t line_off; /* offset of an int "line" member, or -1 */
+    /* Rules across keys, run after the mapping's keys were read. */
+    void (*check)(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen, void *obj);
+};
+
+#define CFG_MAX_KEYS 32
+#define CFG_PATH_MAX 256
+
+struct cfg_ctx {
+    al__cfg_diag_t *d;
+    const char *base_dir;
+    char path[CFG_PATH_MAX]; /* where we are: "issuers[0].audience" */
+};
+
+#define FIELD(obj, off, T) ((T *)((char *)(obj) + (off)))
+
+static void walk_map(cfg_ctx_t *c, const cfg_schema_t *s, const al__cfg_node_t *map,
+                     void *obj);
+
+/* ---- messages ------------------------------------------------------------------- */
+
+#define QBUF 80
+/* s made safe to echo: control bytes escaped, long values cut. */
+static const char *quote(char *buf, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (; *s && o + 8 < QBUF; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch == 0x7f) {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[ch >> 4];
+            buf[o++] = hex[ch & 15];
+        } else {
+            buf[o++] = (char)ch;
+        }
+    }
+    if (*s) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+#define Q(s) quote((char[QBUF]){0}, (s))
+
+static const char *kind_name(const al__cfg_node_t *n)
+{
+    return n->kind == AL__CFG_MAP ? "a mapping" : n->kind == AL__CFG_SEQ ? "a list" : "a string";
+}
+
+/* "0s", "250ms", "5m", "30d": the largest unit that divides exactly. */
+static const char *fmt_dur(char *buf, double s)
+{
+    static const struct {
+        double secs;
+        const char *unit;
+    } units[] = {{86400, "d"}, {3600, "h"}, {60, "m"}, {1, "s"}};
+    for (size_t i = 0; i < AL_ARRAY_LEN(units); i++) {
+        double n = s / units[i].secs;
+        if (s > 0 && n == (double)(long long)n) {
+            snprintf(buf, 32, "%lld%s", (long long)n, units[i].unit);
+            return buf;
+        }
+    }
+    snprintf(buf, 32, s == 0 ? "0s" : "%gms", s * 1000);
+    return buf;
+}
+#define DUR(s) fmt_dur((char[32]){0}, (s))
+
+static size_t path_push(cfg_ctx_t *c, const char *key, size_t idx, bool is_idx)
+{
+    size_t mark = strlen(c->path);
+    size_t room = sizeof c->path - mark;
+    if (is_idx)
+        snprintf(c->path + mark, room, "[%zu]", idx);
+    else
+        snprintf(c->path + mark, room, "%s%s", mark ? "." : "", key);
+    return mark;
+}
+
+static void path_pop(cfg_ctx_t *c, size_t mark) { c->path[mark] = '\0'; }
+
+/* ---- scalar parsers ------------------------------------------------------------- */
+
+/* The non-empty string in v, or NULL after saying why there is none. */
+static const char *string_value(cfg_ctx_t *c, const al__cfg_node_t *v)
+{
+    if (v->kind != AL__CFG_SCALAR) {
+        al__cfg_error_at(c->d, v, "%s must be a string, not %s", c->path, kind_name(v));
+        return NULL;
+    }
+    if (strlen(v->val) != v->len) {
+        al__cfg_error_at(c->d, v, "%s contains a NUL byte; remove it", c->path);
+        return NULL;
+    }
+    if (al__cfg_is_null(v) || v->len == 0) {
+        al__cfg_error_at(c->d, v, "%s is empty; give it a value or remove it", c->path);
+        return NULL;
+    }
+    return v->val;
+}
+
+static void set_str(void *obj, size_t off, char *s)
+{
+    char **f = FIELD(obj, off, char *);
+    al_free(f);
+    *f = s;
+}
+
+static void parse_str(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    const char *s = string_value(c, v);
+    if (!s)
+        return;
+    const char *err = k->check ? k->check(s) : NULL;
+    if (err) {
+        al__cfg_error_at(c->d, v, "%s %s; got '%s'", c->path, err, Q(s));
+        return;
+    }
+    set_str(obj, k->off, al_xstrdup(s));
+}
+
+static bool is_name(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == strlen(s);
+}
+
+static void parse_name(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    const char *s = string_value(c, v);
+    if (!s)
+        return;
+    if (!is_name(s)) {
+        al__cfg_error_at(c->d, v,
+                         "%s '%s' is not a valid name; use lowercase letters, digits, '_', "
+                         "'.' and '-', starting with a letter or digit (e.g. 'billing-bot')",
+                         c->path, Q(s));
+        return;
+    }
+    set_str(obj, k->off, al_xstrdup(s));
+}
+
+static void parse_path(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    const char *s = string_value(c, v);
+    if (!s)
+        return;
+    if (s[0] == '~') {
+        al__cfg_error_at(c->d, v,
+                         "%s '%s': '~' is not expanded; use an absolute path or one "
+                         "relative to the config file",
+                         c->path, Q(s));
+        return;
+    }
+    set_str(obj, k->off, al__cfg_path_resolve(c->base_dir, s));
+}
+
+static void parse_bool(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    if (v->kind != AL__CFG_SCALAR) {
+        al__cfg_error_at(c->d, v, "%s must be true or false, not %s", c->path, kind_name(v));
+        return;
+    }
+    bool t = !strcmp(v->val, "true"), f = !strcmp(v->val, "false");
+    if (!v->plain || (!t && !f)) {
+        al__cfg_error_at(c->d, v, "%s must be true or false (unquoted); got '%s'", c->path,
+                         Q(v->val));
+        return;
+    }
+    *FIELD(obj, k->off, bool) = t;
+}
+
+/* A plain decimal integer in [lo, hi]. */
+static bool int_in(const char *s, double lo, double hi, int *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 9 || strspn(s, "0123456789") != n)
+        return false;
+    long v = strtol(s, NULL, 10);
+    if ((double)v < lo || (double)v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static void parse_int(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    if (v->kind != AL__CFG_SCALAR)
+        al__cfg_error_at(c->d, v, "%s must be an integer from %.0f to %.0f, not %s", c->path,
+                         k->lo, k->hi, kind_name(v));
+    else if (!int_in(v->val, k->lo, k->hi, FIELD(obj, k->off, int)))
+        al__cfg_error_at(c->d, v, "%s must be an integer from %.0f to %.0f; got '%s'", c->path,
+                         k->lo, k->hi, Q(v->val));
+}
+
+/* server.workers: "auto" (stored as 0: one per core) or an integer. */
+static void parse_workers(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v,
+                          void *obj)
+{
+    if (v->kind == AL__CFG_SCALAR && !strcmp(v->val, "auto")) {
+        *FIELD(obj, k->off, int) = 0;
+        return;
+    }
+    if (v->kind != AL__CFG_SCALAR)
+        al__cfg_error_at(c->d, v, "%s must be 'auto' or an integer from %.0f to %.0f, not %s",
+                         c->path, k->lo, k->hi, kind_name(v));
+    else if (!int_in(v->val, k->lo, k->hi, FIELD(obj, k->off, int)))
+        al__cfg_error_at(c->d, v, "%s must be 'auto' or an integer from %.0f to %.0f; got '%s'",
+                         c->path, k->lo, k->hi, Q(v->val));
+}
+
+static void parse_duration(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v,
+                           void *obj)
+{
+    if (v->kind != AL__CFG_SCALAR) {
+        al__cfg_error_at(c->d, v, "%s must be a duration such as 30s, not %s", c->path,
+                         kind_name(v));
+        return;
+    }
+    double secs;
+    if (strlen(v->val) != v->len || al_parse_duration(v->val, &secs) != AL_OK) {
+        al__cfg_error_at(c->d, v,
+                         "%s is not a duration: '%s'; write a number with a unit: 250ms, "
+                         "90s, 15m, 24h or 7d",
+                         c->path, Q(v->val));
+        return;
+    }
+    if (secs < k->lo || (k->hi >= 0 && secs > k->hi)) {
+        if (k->hi >= 0)
+            al__cfg_error_at(c->d, v, "%s must be between %s and %s; got '%s'", c->path,
+                             DUR(k->lo), DUR(k->hi), Q(v->val));
+        else
+            al__cfg_error_at(c->d, v, "%s must be at least %s; got '%s'", c->path,
+                             DUR(k->lo), Q(v->val));
+        return;
+    }
+    *FIELD(obj, k->off, double) = secs;
+}
+
+static void parse_enum(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    const cfg_enum_t *e = k->aux;
+    const char *s = string_value(c, v);
+    if (!s)
+        return;
+    al__cfg_suggest_t sug;
+    al__cfg_suggest_init(&sug, s);
+    al_buf_t names;
+    al_buf_init(&names);
+    for (size_t i = 0; e[i].name; i++) {
+        if (!strcmp(s, e[i].name)) {
+            memcpy(FIELD(obj, k->off, int), &e[i].value, sizeof(int));
+            al_buf_free(&names);
+            return;
+        }
+        al__cfg_suggest_add(&sug, e[i].name);
+        al_buf_printf(&names, "%s%s", i ? ", " : "", e[i].name);
+    }
+    if (sug.best)
+        al__cfg_error_at(c->d, v, "%s must be one of %s; got '%s'; did you mean '%s'?",
+                         c->path, names.p, Q(s), sug.best);
+    else
+        al__cfg_error_at(c->d, v, "%s must be one of %s; got '%s'", c->path, names.p, Q(s));
+    al_buf_free(&names);
+}
+
+/* ---- lists ---------------------------------------------------------------------------- */
+
+static void free_strlist(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        al_free(&v[i]);
+    al_free(&v);
+}
+
+/* Fills the char ** at k->off and the count at k->off_n from the items of
+ * list that are valid strings; reports the others. */
+static void store_strlist(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *const *items,
+                          size_t n, void *obj)
+{
+    char ***arr = FIELD(obj, k->off, char **);
+    size_t *cnt = FIELD(obj, k->off_n, size_t);
+    free_strlist(*arr, *cnt);
+    *arr = al_xcalloc(n ? n : 1, sizeof(char *));
+    *cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i]->bad)
+            continue;
+        size_t mark = path_push(c, NULL, i, true);
+        const char *s = string_value(c, items[i]);
+        path_pop(c, mark);
+        if (s)
+            (*arr)[(*cnt)++] = al_xstrdup(s);
+    }
+}
+
+static void parse_strlist(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v,
+                          void *obj)
+{
+    if (v->kind != AL__CFG_SEQ) {
+        al__cfg_error_at(c->d, v, "%s must be a list such as [a, b], not %s", c->path,
+                         kind_name(v));
+        return;
+    }
+    if (v->n < (size_t)k->lo) {
+        al__cfg_error_at(c->d, v, "%s must list at least %.0f value", c->path, k->lo);
+        return;
+    }
+    store_strlist(c, k, (const al__cfg_node_t *const *)v->kids, v->n, obj);
+}
+
+/* issuers[].audience: one string, or a non-empty list of strings. */
+static void parse_audience(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v,
+                           void *obj)
+{
+    if (v->kind == AL__CFG_SCALAR)
+        store_strlist(c, k, &v, 1, obj);
+    else
+        parse_strlist(c, k, v, obj);
+}
+
+/* issuers[].algorithms: RFC 7518 §3.1 names of asymmetric algorithms only. */
+static void parse_alg(cfg_ctx_t *c, const al__cfg_node_t *v, unsigned *set)
+{
+    const char *s = string_value(c, v);
+    if (!s)
+        return;
+    al_alg_t a = al_alg_parse(s, strlen(s));
+    if (a != AL_ALG_NONE) {
+        *set |= (unsigned)a;
+        return;
+    }
+    if (!strcasecmp(s, "none")) {
+        al__cfg_error_at(c->d, v,
+                         "%s: algorithm 'none' is never accepted: an unsigned token proves "
+                         "nothing (RFC 8725 §3.1); remove it",
+                         c->path);
+        return;
+    }
+    if (!strcasecmp(s, "HS256") || !strcasecmp(s, "HS384") || !strcasecmp(s, "HS512")) {
+        al__cfg_error_at(c->d, v,
+                         "%s: algorithm '%s' is never accepted: with a shared HMAC secret "
+                         "anyone who can verify can also mint tokens; use an asymmetric "
+                         "algorithm such as RS256 or ES256",
+                         c->path, Q(s));
+        return;
+    }
+    al__cfg_suggest_t sug;
+    al__cfg_suggest_init(&sug, s);
+    for (unsigned bit = 1; bit <= AL_ALG_EDDSA; bit <<= 1)
+        al__cfg_suggest_add(&sug, al_alg_name((al_alg_t)bit));
+    if (sug.best)
+        al__cfg_error_at(c->d, v, "%s: unknown algorithm '%s'; did you mean '%s'?", c->path,
+                         Q(s), sug.best);
+    else
+        al__cfg_error_at(c->d, v,
+                         "%s: unknown algorithm '%s'; use RS256, RS384, RS512, PS256, PS384, "
+                         "PS512, ES256, ES384, ES512 or EdDSA",
+                         c->path, Q(s));
+}
+
+static void parse_algs(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    if (v->kind != AL__CFG_SEQ || v->n == 0) {
+        al__cfg_error_at(c->d, v,
+                         "%s must be a non-empty list such as [RS256, ES256]; remove the key "
+                         "to accept every asymmetric algorithm",
+                         c->path);
+        return;
+    }
+    unsigned set = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->kids[i]->bad)
+            continue;
+        size_t mark = path_push(c, NULL, i, true);
+        parse_alg(c, v->kids[i], &set);
+        path_pop(c, mark);
+    }
+    if (set)
+        *FIELD(obj, k->off, unsigned) = set;
+}
+
+/* ---- nested mappings and lists of entries ------------------------------------------ */
+
+static void apply_defaults(cfg_ctx_t *c, const cfg_schema_t *s, void *obj);
+
+static void parse_map(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    if (v->kind != AL__CFG_MAP) {
+        al__cfg_error_at(c->d, v, "%s must be a mapping of keys, not %s", c->path,
+                         kind_name(v));
+        return;
+    }
+    walk_map(c, k->aux, v, FIELD(obj, k->off, char));
+}
+
+static void parse_list(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    const cfg_schema_t *s = k->aux;
+    if (v->kind != AL__CFG_SEQ) {
+        al__cfg_error_at(c->d, v, "%s must be a list; start each entry with '- ', not %s",
+                         c->path, kind_name(v));
+        return;
+    }
+    char *arr = al_xcalloc(v->n ? v->n : 1, s->size);
+    *FIELD(obj, k->off, void *) = arr;
+    *FIELD(obj, k->off_n, size_t) = v->n;
+    for (size_t i = 0; i < v->n; i++) {
+        const al__cfg_node_t *item = v->kids[i];
+        void *elem = arr + i * s->size;
+        apply_defaults(c, s, elem);
+        if (s->line_off >= 0)
+            *FIELD(elem, (size_t)s->line_off, int) = item->line;
+        if (item->bad)
+            continue;
+        size_t mark = path_push(c, NULL, i, true);
+        if (item->kind != AL__CFG_MAP)
+            al__cfg_error_at(c->d, item, "%s must be a mapping of keys (key: value), not %s",
+                             c->path, kind_name(item));
+        else
+            walk_map(c, s, item, elem);
+        path_pop(c, mark);
+    }
+}
+
+static const cfg_parse_fn parsers[] = {
+    [CT_STR] = parse_str,       [CT_NAME] = parse_name,         [CT_PATH] = parse_path,
+    [CT_BOOL] = parse_bool,     [CT_INT] = parse_int,           [CT_DURATION] = parse_duration,
+    [CT_ENUM] = parse_enum,     [CT_ALGS] = parse_algs,         [CT_STRLIST] = parse_strlist,
+    [CT_MAP] = parse_map,       [CT_LIST] = parse_list,
+};
+
+/* ---- the walk ------------------------------------------------------------------------ */
+
+static void apply_defaults(cfg_ctx_t *c, const cfg_schema_t *s, void *obj)
+{
+    for (size_t i = 0; i < s->n_keys; i++) {
+        const cfg_key_t *k = &s->keys[i];
+        switch (k->type) {
+        case CT_STR:
+        case CT_NAME:
+            if (k->defs)
+                set_str(obj, k->off, al_xstrdup(k->defs));
+            break;
+        case CT_PATH:
+            if (k->defs)
+                set_str(obj, k->off, al__cfg_path_resolve(c->base_dir, k->defs));
+            break;
+        case CT_BOOL:
+            *FIELD(obj, k->off, bool) = k->def != 0;
+            break;
+        case CT_INT:
+        case CT_ENUM:
+            *FIELD(obj, k->off, int) = (int)k->def;
+            break;
+        case CT_DURATION:
+            *FIELD(obj, k->off, double) = k->def;
+            break;
+        case CT_ALGS:
+            *FIELD(obj, k->off, unsigned) = (unsigned)k->def;
+            break;
+        case CT_MAP:
+            apply_defaults(c, k->aux, FIELD(obj, k->off, char));
+            break;
+        case CT_STRLIST:
+        case CT_LIST:
+            break;
+        }
+    }
+}
+
+static void free_obj(const cfg_schema_t *s, void *obj)
+{
+    for (size_t i = 0; i < s->n_keys; i++) {
+        const cfg_key_t *k = &s->keys[i];
+        if (k->type == CT_STR || k->type == CT_NAME || k->type == CT_PATH) {
+            al_free(FIELD(obj, k->off, char *));
+        } else if (k->type == CT_STRLIST) {
+            free_strlist(*FIELD(obj, k->off, char **), *FIELD(obj, k->off_n, size_t));
+            *FIELD(obj, k->off, char **) = NULL;
+        } else if (k->type == CT_MAP) {
+            free_obj(k->aux, FIELD(obj, k->off, char));
+        } else if (k->type == CT_LIST) {
+            const cfg_schema_t *es = k->aux;
+            char **arr = FIELD(obj, k->off, char *);
+            for (size_t j = 0; *arr && j < *FIELD(obj, k->off_n, size_t); j++)
+                free_obj(es, *arr + j * es->size);
+            al_free(arr);
+        }
+    }
+}
+
+static const cfg_key_t *find_key(const cfg_schema_t *s, const char *name, size_t *idx)
+{
+    for (size_t i = 0; i < s->n_keys; i++)
+        if (!strcmp(s->keys[i].name, name)) {
+            *idx = i;
+            return &s->keys[i];
+        }
+    return NULL;
+}
+
+static void unknown_key(cfg_ctx_t *c, const cfg_schema_t *s, const al__cfg_node_t *key)
+{
+    const char *where = c->path[0] ? c->path : "the config";
+    al__cfg_suggest_t sug;
+    al__cfg_suggest_init(&sug, key->val);
+    for (size_t i = 0; i < s->n_keys; i++)
+        al__cfg_suggest_add(&sug, s->keys[i].name);
+    if (sug.best) {
+        al__cfg_error_at(c->d, key, "unknown key '%s' in %s; did you mean '%s'?", Q(key->val),
+                         where, sug.best);
+        return;
+    }
+    al_buf_t b;
+    al_buf_init(&b);
+    for (size_t i = 0; i < s->n_keys; i++)
+        al_buf_printf(&b, "%s%s", i ? ", " : "", s->keys[i].name);
+    al__cfg_error_at(c->d, key, "unknown key '%s' in %s; the keys allowed here are %s",
+                     Q(key->val), where, b.p ? b.p : "");
+    al_buf_free(&b);
+}
+
+/* Reads one key: value pair; records it in seen. */
+static void read_pair(cfg_ctx_t *c, const cfg_schema_t *s, const al__cfg_node_t *key,
+                      const al__cfg_node_t *val, void *obj, cfg_seen_t *seen)
+{
+    const char *where = c->path[0] ? c->path : "the config";
+    if (key->bad)
+        return;
+    if (key->kind != AL__CFG_SCALAR || strlen(key->val) != key->len) {
+        al__cfg_error_at(c->d, key, "keys must be plain strings; found %s used as a key in %s",
+                         key->kind ? kind_name(key) : "a string with a NUL byte", where);
+        return;
+    }
+    size_t idx;
+    const cfg_key_t *k = find_key(s, key->val, &idx);
+    if (!k) {
+        unknown_key(c, s, key);
+        return;
+    }
+    if (seen[idx].key) {
+        al__cfg_error_at(c->d, key, "duplicate key '%s' in %s (first at line %d); keep one",
+                         k->name, where, seen[idx].key->line);
+        return;
+    }
+    seen[idx] = (cfg_seen_t){key, val};
+    if (val->bad)
+        return;
+    size_t mark = path_push(c, k->name, 0, false);
+    bool container = k->type == CT_MAP || k->type == CT_LIST ||
+                     (k->type == CT_STRLIST && k->lo == 0 && !k->parse);
+    if (al__cfg_is_null(val) && container)
+        ; /* "key:" with nothing after it: an empty section */
+    else if (al__cfg_is_null(val))
+        al__cfg_error_at(c->d, val, "%s is empty; give it a value%s", c->path,
+                         k->hint ? "" : " or remove the key to use the default");
+    else
+        (k->parse ? k->parse : parsers[k->type])(c, k, val, obj);
+    path_pop(c, mark);
+}
+
+static void walk_map(cfg_ctx_t *c, const cfg_schema_t *s, const al__cfg_node_t *map,
+                     void *obj)
+{
+    cfg_seen_t seen[CFG_MAX_KEYS] = {0};
+    for (size_t i = 0; i + 1 < map->n; i += 2)
+        read_pair(c, s, map->kids[i], map->kids[i + 1], obj, seen);
+    for (size_t i = 0; i < s->n_keys; i++)
+        if (s->keys[i].hint && !seen[i].key)
+            al__cfg_error_at(c->d, map, "missing required key '%s' in %s; %s", s->keys[i].name,
+                             c->path[0] ? c->path : "the config", s->keys[i].hint);
+    if (s->check)
+        s->check(c, s, seen, obj);
+}
+
+static const cfg_seen_t *seen_get(const cfg_schema_t *s, const cfg_seen_t *seen,
+                                  const char *name)
+{
+    size_t idx;
+    return find_key(s, name, &idx) && seen[idx].key ? &seen[idx] : NULL;
+}
+
+/* ---- the schema ------------------------------------------------------------------------ */
+
+#define DAY 86400.0
+
+static const cfg_enum_t log_levels[] = {
+    {"debug", AL_LOG_DEBUG}, {"info", AL_LOG_INFO}, {"warn", AL_LOG_WARN},
+    {"error", AL_LOG_ERROR}, {NULL, 0},
+};
+static const cfg_enum_t overages[] = {
+    {"deny", AL_OVERAGE_DENY}, {"ignore", AL_OVERAGE_IGNORE}, {NULL, 0},
+};
+_Static_assert(sizeof(al_log_level_t) == sizeof(int), "CT_ENUM stores an int");
+_Static_assert(sizeof(al_overage_t) == sizeof(int), "CT_ENUM stores an int");
+
+#define S(m) .off = offsetof(al_server_conf_t, m)
+static const cfg_key_t server_keys[] = {
+    {"admin_listen", CT_STR, S(admin_listen), .defs = "127.0.0.1:7480",
+     .check = al__cfg_check_hostport},
+    {"data_dir", CT_PATH, S(data_dir), .defs = "./var"},
+    {"workers", CT_INT, S(workers), .lo = 1, .hi = 256, .def = 0, .parse = parse_workers},
+    {"drain_timeout", CT_DURATION, S(drain_timeout), .lo = 0, .hi = 600, .def = 30},
+    {"log_level", CT_ENUM, S(log_level), .aux = log_levels, .def = AL_LOG_INFO},
+};
+#undef S
+static const cfg_schema_t server_schema = {server_keys, AL_ARRAY_LEN(server_keys),
+                                           sizeof(al_server_conf_t), -1, NULL};
+
+static void issuer_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                         void *obj);
+
+#define I(m) .off = offsetof(al_issuer_conf_t, m)
+static const cfg_key_t issuer_keys[] = {
+    {"name", CT_NAME, I(name), .hint = "add 'name: <short name>' (agents refer to it)"},
+    {"issuer", CT_STR, I(issuer),
+     .hint = "add 'issuer: <the exact \"iss\" value of its tokens>'"},
+    {"audience", CT_STRLIST, I(audiences), .off_n = offsetof(al_issuer_conf_t, n_audiences),
+     .lo = 1, .parse = parse_audience,
+     .hint = "add 'audience: <the \"aud\" value airlock's tokens carry>'"},
+    {"jwks_uri", CT_STR, I(jwks_uri), .check = al__cfg_check_jwks_uri},
+    {"jwks_file", CT_PATH, I(jwks_file)},
+    {"algorithms", CT_ALGS, I(algorithms), .def = AL_ALG_ALL_ASYMMETRIC},
+    {"clock_skew", CT_DURATION, I(clock_skew), .lo = 0, .hi = 300, .def = 60},
+    {"max_token_lifetime", CT_DURATION, I(max_token_lifetime), .lo = 0, .hi = -1, .def = 0},
+    {"jwks_max_staleness", CT_DURATION, I(jwks_max_staleness), .lo = 1, .hi = 30 * DAY,
+     .def = DAY},
+    {"jwks_refresh_interval", CT_DURATION, I(jwks_refresh_interval), .lo = 1, .hi = 7 * DAY,
+     .def = 3600},
+    {"jwks_refetch_interval", CT_DURATION, I(jwks_refetch_interval), .lo = 1, .hi = 3600,
+     .def = 30},
+    {"agent_claim", CT_STR, I(agent_claim), .defs = "azp"},
+    {"groups_claim", CT_STR, I(groups_claim), .defs = "groups"},
+    {"tenant", CT_STR, I(tenant)},
+    {"typ", CT_STR, I(typ)},
+    {"allow_unknown_agents", CT_BOOL, I(allow_unknown_agents), .def = 0},
+    {"group_overage", CT_ENUM, I(group_overage), .aux = overages, .def = AL_OVERAGE_DENY},
+};
+#undef I
+static const cfg_schema_t issuer_schema = {issuer_keys, AL_ARRAY_LEN(issuer_keys),
+                                           sizeof(al_issuer_conf_t),
+                                           offsetof(al_issuer_conf_t, line), issuer_check};
+
+#define A(m) .off = offsetof(al_agent_conf_t, m)
+static const cfg_key_t agent_keys[] = {
+    {"name", CT_NAME, A(name), .hint = "add 'name: <agent name>'"},
+    {"issuer", CT_STR, A(issuer), .hint = "add 'issuer: <the name of an issuers[] entry>'"},
+    {"subject", CT_STR, A(subject), .hint = "add 'subject: <the \"sub\" of its tokens>'"},
+    {"owner", CT_STR, A(owner),
+     .hint = "every agent needs an owner who answers for it; add 'owner: <email>'"},
+    {"system", CT_STR, A(system)},
+    {"groups", CT_STRLIST, A(groups), .off_n = offsetof(al_agent_conf_t, n_groups)},
+};
+#undef A
+static const cfg_schema_t agent_schema = {agent_keys, AL_ARRAY_LEN(agent_keys),
+                                          sizeof(al_agent_conf_t),
+                                          offsetof(al_agent_conf_t, line), NULL};
+
+static void root_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                       void *obj);
+
+#define R(m) .off = offsetof(al_config_t, m)
+static const cfg_key_t root_keys[] = {
+    {"server", CT_MAP, R(server), .aux = &server_schema},
+    {"dev_issuer", CT_BOOL, R(dev_issuer), .def = 0},
+    {"dev_token_max_ttl", CT_DURATION, R(dev_token_max_ttl), .lo = 1, .hi = DAY, .def = 3600},
+    {"issuers", CT_LIST, R(issuers), .off_n = offsetof(al_config_t, n_issuers),
+     .aux = &issuer_schema},
+    {"agents", CT_LIST, R(agents), .off_n = offsetof(al_config_t, n_agents),
+     .aux = &agent_schema},
+};
+#undef R
+static const cfg_schema_t root_schema = {root_keys, AL_ARRAY_LEN(root_keys),
+                                         sizeof(al_config_t), -1, root_check};
+
+_Static_assert(AL_ARRAY_LEN(issuer_keys) <= CFG_MAX_KEYS, "raise CFG_MAX_KEYS");
+
+/* ---- rules across keys and entries --------------------------------------------------- */
+
+static void issuer_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                         void *obj)
+{
+    al_issuer_conf_t *is = obj;
+    const cfg_seen_t *name = seen_get(s, seen, "name");
+    if (is->name && !strcmp(is->name, AL_DEV_ISSUER_NAME)) {
+        al__cfg_error_at(c->d, name->val,
+                         "%s.name '%s' is reserved for the built-in dev issuer; pick another "
+                         "name (set 'dev_issuer: true' to trust the dev issuer)",
+                         c->path, AL_DEV_ISSUER_NAME);
+        al_free(&is->name); /* so agents naming it get the dev issuer's rules */
+    }
+    const cfg_seen_t *uri = seen_get(s, seen, "jwks_uri");
+    const cfg_seen_t *file = seen_get(s, seen, "jwks_file");
+    if (uri && file) {
+        const al__cfg_node_t *later = uri->key->line > file->key->line ||
+                                              (uri->key->line == file->key->line &&
+                                               uri->key->col > file->key->col)
+                                          ? uri->key
+                                          : file->key;
+        al__cfg_error_at(c->d, later,
+                         "jwks_uri and jwks_file are mutually exclusive in %s; keep jwks_uri "
+                         "to fetch the keys or jwks_file to read them from disk",
+                         c->path);
+    }
+}
+
+/* The value node of key in entry i of the list found at seen (or NULL). */
+static const al__cfg_node_t *entry_val(const cfg_seen_t *list, size_t i, const char *key)
+{
+    if (!list || list->val->kind != AL__CFG_SEQ || i >= list->val->n)
+        return NULL;
+    return al__cfg_map_get(list->val->kids[i], key);
+}
+
+typedef struct dup_ent {
+    const char *a, *b; /* compared as a pair */
+    size_t idx;
+} dup_ent_t;
+
+static int dup_cmp(const void *x, const void *y)
+{
+    const dup_ent_t *p = x, *q = y;
+    int r = strcmp(p->a, q->a);
+    if (!r)
+        r = strcmp(p->b, q->b);
+    if (!r)
+        r = p->idx < q->idx ? -1 : p->idx > q->idx;
+    return r;
+}
+
+/* Sorts v and sets dup_of[idx] to the first (file order) entry equal to it,
+ * or SIZE_MAX. O(n log n): a hostile file may hold many thousands. */
+static void find_dups(dup_ent_t *v, size_t n, size_t *dup_of)
+{
+    qsort(v, n, sizeof *v, dup_cmp);
+    for (size_t i = 0, first = 0; i < n; i++) {
+        if (i && !strcmp(v[i].a, v[first].a) && !strcmp(v[i].b, v[first].b))
+            dup_of[v[i].idx] = v[first].idx;
+        else
+            first = i;
+    }
+}
+
+/* Unique names across the entries of one list. */
+static void check_unique_names(cfg_ctx_t *c, const cfg_seen_t *list, const char *what,
+                               const void *arr, size_t n, size_t size, size_t name_off)
+{
+    dup_ent_t *v = al_xcalloc(n ? n : 1, sizeof *v);
+    size_t *dup_of = al_xcalloc(n ? n : 1, sizeof *dup_of), m = 0;
+    for (size_t i = 0; i < n; i++) {
+        dup_of[i] = SIZE_MAX;
+        const char *name = *FIELD((char *)arr + i * size, name_off, char *);
+        if (name)
+            v[m++] = (dup_ent_t){name, "", i};
+    }
+    find_dups(v, m, dup_of);
+    for (size_t i = 0; i < n; i++) {
+        const al__cfg_node_t *node = entry_val(list, i, "name");
+        if (dup_of[i] == SIZE_MAX || !node)
+            continue;
+        const al__cfg_node_t *first = entry_val(list, dup_of[i], "name");
+        al__cfg_error_at(c->d, node,
+                         "%s[%zu].name '%s' is already used by %s[%zu] (line %d); names must "
+                         "be unique",
+                         what, i, Q(node->val), what, dup_of[i], first ? first->line : 0);
+    }
+    al_free(&v);
+    al_free(&dup_of);
+}
+
+static int str_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* agents[].issuer names an issuers[] entry, or the dev issuer when enabled. */
+static void check_agent_issuers(cfg_ctx_t *c, const al_config_t *cfg, const cfg_seen_t *agents)
+{
+    const char **names = al_xcalloc(cfg->n_issuers ? cfg->n_issuers : 1, sizeof *names);
+    size_t m = 0;
+    for (size_t i = 0; i < cfg->n_issuers; i++)
+        if (cfg->issuers[i].name)
+            names[m++] = cfg->issuers[i].name;
+    qsort(names, m, sizeof *names, str_ptr_cmp);
+    for (size_t i = 0; i < cfg->n_agents; i++) {
+        const char *iss = cfg->agents[i].issuer;
+        const al__cfg_node_t *node = entry_val(agents, i, "issuer");
+        if (!iss || !node || bsearch(&iss, names, m, sizeof *names, str_ptr_cmp))
+            continue;
+        if (!strcmp(iss, AL_DEV_ISSUER_NAME)) {
+            if (!cfg->dev_issuer)
+                al__cfg_error_at(c->d, node,
+                                 "agents[%zu].issuer '%s' is the built-in dev issuer, which is "
+                                 "off; set 'dev_issuer: true' at the top level to use it",
+                                 i, AL_DEV_ISSUER_NAME);
+            continue;
+        }
+        al__cfg_suggest_t sug;
+        al__cfg_suggest_init(&sug, iss);
+        for (size_t j = 0; j < m && j < 256; j++)
+            al__cfg_suggest_add(&sug, names[j]);
+        if (sug.best)
+            al__cfg_error_at(c->d, node,
+                             "agents[%zu].issuer '%s' is not defined in issuers; did you mean "
+                             "'%s'?",
+                             i, Q(iss), sug.best);
+        else
+            al__cfg_error_at(c->d, node,
+                             "agents[%zu].issuer '%s' is not defined in issuers; add an "
+                             "issuers entry with 'name: %s' or fix the name",
+                             i, Q(iss), Q(iss));
+    }
+    al_free(&names);
+}
+
+/* One agent per (issuer, subject): the subject is how a token finds its agent. */
+static void check_agent_subjects(cfg_ctx_t *c, const al_config_t *cfg, const cfg_seen_t *agents)
+{
+    size_t n = cfg->n_agents, m = 0;
+    dup_ent_t *v = al_xcalloc(n ? n : 1, sizeof *v);
+    size_t *dup_of = al_xcalloc(n ? n : 1, sizeof *dup_of);
+    for (size_t i = 0; i < n; i++) {
+        dup_of[i] = SIZE_MAX;
+        const al_agent_conf_t *a = &cfg->agents[i];
+        if (a->issuer && a->subject)
+            v[m++] = (dup_ent_t){a->issuer, a->subject, i};
+    }
+    find_dups(v, m, dup_of);
+    for (size_t i = 0; i < n; i++) {
+        const al__cfg_node_t *node = entry_val(agents, i, "subject");
+        if (dup_of[i] == SIZE_MAX || !node)
+            continue;
+        const al__cfg_node_t *first = entry_val(agents, dup_of[i], "subject");
+        al__cfg_error_at(c->d, node,
+                         "agents[%zu].subject '%s' of issuer '%s' is already used by "
+                         "agents[%zu] (line %d); one subject maps to one agent",
+                         i, Q(node->val), Q(cfg->agents[i].issuer), dup_of[i],
+                         first ? first->line : 0);
+    }
+    al_free(&v);
+    al_free(&dup_of);
+}
+
+static void root_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen, void *obj)
+{
+    const al_config_t *cfg = obj;
+    const cfg_seen_t *issuers = seen_get(s, seen, "issuers");
+    const cfg_seen_t *agents = seen_get(s, seen, "agents");
+    check_unique_names(c, issuers, "issuers", cfg->issuers, cfg->n_issuers,
+                       sizeof *cfg->issuers, offsetof(al_issuer_conf_t, name));
+    check_unique_names(c, agents, "agents", cfg->agents, cfg->n_agents, sizeof *cfg->agents,
+                       offsetof(al_agent_conf_t, name));
+    check_agent_issuers(c, cfg, agents);
+    check_agent_subjects(c, cfg, agents);
+}
+
+/* ---- public API ------------------------------------------------------------------------ */
+
+void al_config_free(al_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    free_obj(&root_schema, cfg);
+    al_free(&cfg->path);
+    al_free(&cfg);
+}
+
+void al_config_errors_free(al_config_errors_t *errs)
+{
+    if (!errs)
+        return;
+    for (size_t i = 0; i < errs->n; i++)
+        al_free(&errs->msgs[i]);
+    al_free(&errs->msgs);
+    errs->n = 0;
+}
+
+static al_config_t *fail(al__cfg_diag_t *d, al_config_errors_t *errs, al_config_t *cfg)
+{
+    al_config_free(cfg);
+    al__cfg_diag_finish(d, errs);
+    return NULL;
+}
+
+al_config_t *al_config_load_mem(const char *name, const char *data, size_t len,
+                                al_config_errors_t *errs)
+{
+    memset(errs, 0, sizeof *errs);
+    if (!name)
+        name = "<config>";
+    al__cfg_diag_t d = {.file = name};
+    if (len > AL_CONFIG_MAX_BYTES) {
+        al__cfg_error(&d, 1, 1, "the config is %zu bytes; the limit is %u (1 MiB): remove "
+                      "unused entries", len, AL_CONFIG_MAX_BYTES);
+        return fail(&d, errs, NULL);
+    }
+    char *base = al__cfg_base_dir(name);
+    if (!base) {
+        al__cfg_error(&d, 1, 1, "cannot find the config's directory: %s", strerror(errno));
+        return fail(&d, errs, NULL);
+    }
+    al_config_t *cfg = al_xcalloc(1, sizeof *cfg);
+    cfg->path = al_xstrdup(name);
+    cfg_ctx_t c = {.d = &d, .base_dir = base};
+    apply_defaults(&c, &root_schema, cfg);
+    al__cfg_node_t *root = al__cfg_parse(&d, data, len);
+    if (root && !root->bad && !al__cfg_is_null(root)) {
+        if (root->kind == AL__CFG_MAP)
+            walk_map(&c, &root_schema, root, cfg);
+        else
+            al__cfg_error_at(&d, root,
+                             "the config must be a mapping of keys (server:, issuers:, "
+                             "agents:, ...), not %s",
+                             kind_name(root));
+    }
+    al__cfg_node_free(root);
+    al_free(&base);
+    if (d.n || d.truncated)
+        return fail(&d, errs, cfg);
+    al__cfg_diag_free(&d);
+    return cfg;
+}
+
+al_config_t *al_config_load(const char *path, al_config_errors_t *errs)
+{
+    memset(errs, 0, sizeof *errs);
+    char *data = NULL;
+    size_t len = 0;
+    if (al_read_file(path, AL_CONFIG_MAX_BYTES, &data, &len) != AL_OK) {
+        int e = errno;
+        if (e == EFBIG) {
+            al__cfg_diag_t d = {.file = path};
+            al__cfg_error(&d, 1, 1, "the config is larger than %u bytes (1 MiB); remove "
+                          "unused entries", AL_CONFIG_MAX_BYTES);
+            return fail(&d, errs, NULL);
+        }
+        al_buf_t b;
+        al_buf_init(&b);
+        al_buf_printf(&b, "%s: cannot read: %s", path, strerror(e));
+        errs->msgs = al_xcalloc(1, sizeof *errs->msgs);
+        errs->msgs[0] = b.p ? b.p : al_xstrdup("cannot read the config");
+        errs->n = 1;
+        errs->read_errno = e;
+        return NULL;
+    }
+    al_config_t *cfg = al_config_load_mem(path, data, len, errs);
+    al_free(&data);
+    return cfg;
+}
+
+const al_issuer_conf_t *al_config_issuer(const al_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_issuers; i++)
+        if (cfg->issuers[i].name && !strcmp(cfg->issuers[i].name, name))
+            return &cfg->issuers[i];
+    return NULL;
+}
+
+const al_agent_conf_t *al_config_agent(const al_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; cfg && name && i < cfg->n_agents; i++)
+        if (cfg->agents[i].name && !strcmp(cfg->agents[i].name, name))
+            return &cfg->agents[i];
+    return NULL;
+}

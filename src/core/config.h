@@ -1,0 +1,135 @@
+/*
+ * config.h - the airlock configuration model and its YAML loader.
+ *
+ * al_config_load() parses one YAML file (libyaml), validates every key,
+ * and returns an immutable al_config_t. Every error carries FILE:LINE:COL
+ * and says how to fix it. The config owns all its strings; release it with
+ * al_config_free(). Secrets never live in the file: keys ending in _env or
+ * _file name where a secret comes from, and the loader only records the
+ * name (it does not read secrets).
+ */
+#ifndef AL_CONFIG_H
+#define AL_CONFIG_H
+
+#include "core/core.h"
+
+/* JWS algorithms an issuer may accept. Bit flags. */
+typedef enum al_alg {
+    AL_ALG_NONE = 0,
+    AL_ALG_RS256 = 1 << 0,
+    AL_ALG_RS384 = 1 << 1,
+    AL_ALG_RS512 = 1 << 2,
+    AL_ALG_PS256 = 1 << 3,
+    AL_ALG_PS384 = 1 << 4,
+    AL_ALG_PS512 = 1 << 5,
+    AL_ALG_ES256 = 1 << 6,
+    AL_ALG_ES384 = 1 << 7,
+    AL_ALG_ES512 = 1 << 8,
+    AL_ALG_EDDSA = 1 << 9,
+} al_alg_t;
+#define AL_ALG_ALL_ASYMMETRIC 0x3ffu
+
+/* Name of a single algorithm ("RS256"); NULL for anything else. */
+const char *al_alg_name(al_alg_t a);
+/* Parses "RS256" etc. (exact, case-sensitive per RFC 7518 §3.1); returns
+ * AL_ALG_NONE for any other string, including "none" and "HS256". */
+al_alg_t al_alg_parse(const char *s, size_t len);
+
+/* What to do when a token reports Entra group overage
+ * (_claim_names/_claim_sources instead of an inline groups claim). */
+typedef enum al_overage {
+    AL_OVERAGE_DENY = 0, /* refuse the token: missing_claim (default) */
+    AL_OVERAGE_IGNORE,   /* accept, using only inventory groups */
+} al_overage_t;
+
+typedef struct al_issuer_conf {
+    char *name;          /* config name, unique */
+    char *issuer;        /* exact expected "iss" */
+    char **audiences;    /* at least one; token "aud" must contain one */
+    size_t n_audiences;
+    char *jwks_uri;      /* NULL: discovered, unless jwks_file is set */
+    char *jwks_file;     /* offline JWKS */
+    unsigned algorithms; /* al_alg_t bit set; default AL_ALG_ALL_ASYMMETRIC */
+    double clock_skew;   /* seconds, default 60 */
+    double max_token_lifetime;   /* seconds; 0 = no limit. default 0 */
+    double jwks_max_staleness;   /* seconds, default 24h */
+    double jwks_refresh_interval;/* seconds, default 1h: upper bound between refreshes */
+    double jwks_refetch_interval;/* seconds, default 30s: min gap between unknown-kid refetches */
+    char *agent_claim;   /* claim naming the agent's client app, default "azp" */
+    char *groups_claim;  /* default "groups" */
+    char *tenant;        /* Entra tenant id; when set, "tid" must equal it */
+    char *typ;           /* when set, the JOSE "typ" header must equal it (case-insensitive, "application/" prefix optional per RFC 7515 §4.1.9) */
+    bool allow_unknown_agents; /* default false: unknown subject -> unknown_agent */
+    al_overage_t group_overage;
+    int line;            /* where the entry starts, for messages */
+} al_issuer_conf_t;
+
+typedef struct al_agent_conf {
+    char *name;
+    char *issuer;   /* issuer config name */
+    char *subject;  /* matched against "sub" */
+    char *owner;
+    char *system;
+    char **groups;
+    size_t n_groups;
+    int line;
+} al_agent_conf_t;
+
+typedef struct al_server_conf {
+    char *admin_listen;  /* "host:port", default "127.0.0.1:7480" */
+    char *data_dir;      /* default "./var"; relative paths are resolved against the config file's directory */
+    int workers;         /* 0 = auto (number of cores) */
+    double drain_timeout;/* seconds, default 30 */
+    al_log_level_t log_level; /* default info */
+} al_server_conf_t;
+
+typedef struct al_config {
+    char *path;          /* the file it was loaded from */
+    al_server_conf_t server;
+    bool dev_issuer;     /* trust the local dev issuer (airlock token mint) */
+    double dev_token_max_ttl; /* seconds, default 1h */
+    al_issuer_conf_t *issuers;
+    size_t n_issuers;
+    al_agent_conf_t *agents;
+    size_t n_agents;
+} al_config_t;
+
+/* Collected validation errors, each already formatted "FILE:LINE:COL: msg". */
+typedef struct al_config_errors {
+    char **msgs;
+    size_t n;
+    int read_errno; /* al_config_load only: nonzero (an errno) when the file
+                       could not be read; msgs then holds the one message
+                       "FILE: cannot read: <strerror>" */
+} al_config_errors_t;
+
+/* Hostile-input limits: a config file larger than this many bytes, or with
+ * collections nested deeper than this, is refused with an error. */
+#define AL_CONFIG_MAX_BYTES (1u << 20)
+#define AL_CONFIG_MAX_DEPTH 32
+
+/* Loads and validates path. On success returns a config (caller owns, free
+ * with al_config_free) and errs->n == 0. On failure returns NULL and errs
+ * holds at least one message (caller frees with al_config_errors_free).
+ * errs need not be initialized: it is overwritten. Errors come in file
+ * order; all of them are collected (up to 1000), not just the first. */
+al_config_t *al_config_load(const char *path, al_config_errors_t *errs);
+
+/* Same, from a memory buffer (len bytes, need not be NUL-terminated);
+ * `name` is used in messages as FILE, and relative paths in the config
+ * (data_dir, jwks_file) are resolved against the directory of `name`. */
+al_config_t *al_config_load_mem(const char *name, const char *data, size_t len,
+                                al_config_errors_t *errs);
+
+void al_config_free(al_config_t *cfg);
+void al_config_errors_free(al_config_errors_t *errs);
+
+/* Lookups; NULL when absent. */
+const al_issuer_conf_t *al_config_issuer(const al_config_t *cfg, const char *name);
+const al_agent_conf_t *al_config_agent(const al_config_t *cfg, const char *name);
+
+/* The name of the built-in dev issuer, and its "iss" value is
+ * "airlock-dev:<absolute data_dir>". */
+#define AL_DEV_ISSUER_NAME "airlock-dev"
+
+#endif
