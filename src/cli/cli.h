@@ -1,0 +1,20 @@
+/*
+ * cli.h - one entry point per subcommand. Each takes the argv that follows
+ * the subcommand name (argv[0] is the subcommand) and returns the process
+ * exit code. Usage errors print to stderr and return 2.
+ */
+#ifndef AL_CLI_H
+#define AL_CLI_H
+
+int al_cmd_check(int argc, char **argv);
+int al_cmd_serve(int argc, char **argv);
+int al_cmd_token(int argc, char **argv);
+
+#endif
+
+#ifndef AL_CLI_COMMON
+#define AL_CLI_COMMON
+#include "core/config.h"
+/* Loads cfg_path, printing every error to stderr; NULL on failure. */
+al_config_t *al_cli_load_config(const char *cfg_path);
+#endif

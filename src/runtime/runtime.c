@@ -1,0 +1,259 @@
+/*
+ * runtime.c - control loop, worker threads, reload and drain.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "admin/admin.h"
+#include "runtime/runtime.h"
+
+#define TOKEN_CACHE_SLOTS 16384
+
+static _Atomic int g_workers_exited;
+
+int al_runtime_worker_count(const al_config_t *cfg)
+{
+    if (cfg->server.workers > 0)
+        return cfg->server.workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)AL_MIN(n, 256) : 1;
+}
+
+static al_snapshot_t *snapshot_new(al_runtime_t *rt, al_config_t *cfg)
+{
+    al_snapshot_t *s = al_xcalloc(1, sizeof *s);
+    s->refs = 1;
+    s->gen = ++rt->gen;
+    s->cfg = cfg;
+    s->loaded_at = al_now();
+    al_jwks_mgr_sync(rt->jwks, cfg);
+    s->verifier = al_verifier_new(cfg, rt->jwks, s->gen);
+    return s;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void worker_on_close(uv_handle_t *h) { AL_UNUSED(h); }
+
+static void worker_on_wake(uv_async_t *a)
+{
+    al_worker_t *w = a->data;
+    pthread_mutex_lock(&w->inbox_lock);
+    al_snapshot_t *snap = w->inbox_snap;
+    bool stop = w->inbox_stop;
+    w->inbox_snap = NULL;
+    pthread_mutex_unlock(&w->inbox_lock);
+    if (snap) {
+        al_snapshot_unref(&w->snap);
+        w->snap = snap;
+    }
+    if (stop && !uv_is_closing((uv_handle_t *)&w->wake))
+        uv_close((uv_handle_t *)&w->wake, worker_on_close);
+}
+
+static void *worker_main(void *arg)
+{
+    al_worker_t *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    al_snapshot_unref(&w->snap);
+    al_token_cache_free(&w->token_cache);
+    atomic_fetch_add(&g_workers_exited, 1);
+    return NULL;
+}
+
+static int workers_start(al_runtime_t *rt)
+{
+    rt->n_workers = al_runtime_worker_count(rt->snap->cfg);
+    rt->workers = al_xcalloc((size_t)rt->n_workers, sizeof *rt->workers);
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        w->id = i;
+        w->rt = rt;
+        w->snap = al_snapshot_ref(rt->snap);
+        w->token_cache = al_token_cache_new(TOKEN_CACHE_SLOTS);
+        pthread_mutex_init(&w->inbox_lock, NULL);
+        if (uv_loop_init(&w->loop) != 0 || uv_async_init(&w->loop, &w->wake, worker_on_wake) != 0)
+            return AL_ERR;
+        w->wake.data = w;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return AL_ERR;
+    }
+    return AL_OK;
+}
+
+static void workers_post(al_runtime_t *rt, al_snapshot_t *snap, bool stop)
+{
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        pthread_mutex_lock(&w->inbox_lock);
+        if (snap) {
+            al_snapshot_unref(&w->inbox_snap);
+            w->inbox_snap = al_snapshot_ref(snap);
+        }
+        w->inbox_stop |= stop;
+        pthread_mutex_unlock(&w->inbox_lock);
+        uv_async_send(&w->wake);
+    }
+}
+
+static void workers_join(al_runtime_t *rt)
+{
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        pthread_join(w->thread, NULL);
+        uv_loop_close(&w->loop);
+        al_snapshot_unref(&w->inbox_snap);
+        pthread_mutex_destroy(&w->inbox_lock);
+    }
+    al_free(&rt->workers);
+}
+
+/* ---- reload ----------------------------------------------------------------- */
+
+static void reload(al_runtime_t *rt)
+{
+    al_config_errors_t errs = {0};
+    al_config_t *cfg = al_config_load(rt->config_path, &errs);
+    if (!cfg) {
+        rt->reloads_err++;
+        for (size_t i = 0; i < errs.n; i++)
+            al_log(AL_LOG_ERROR, "config reload refused; keeping the running config", "error",
+                   errs.msgs[i], NULL);
+        al_config_errors_free(&errs);
+        return;
+    }
+    al_config_errors_free(&errs);
+    if (strcmp(cfg->server.admin_listen, rt->snap->cfg->server.admin_listen) ||
+        strcmp(cfg->server.data_dir, rt->snap->cfg->server.data_dir) ||
+        cfg->server.workers != rt->snap->cfg->server.workers)
+        al_log(AL_LOG_WARN, "server.admin_listen, server.data_dir and server.workers take effect "
+                            "only at restart", NULL);
+    al_log_set_level(cfg->server.log_level);
+    al_snapshot_t *s = snapshot_new(rt, cfg);
+    workers_post(rt, s, false);
+    al_snapshot_unref(&rt->snap);
+    rt->snap = s;
+    rt->reloads_ok++;
+    char g[32];
+    al_log(AL_LOG_INFO, "config reloaded", "path", rt->config_path, "generation",
+           al_log_num(g, (int64_t)s->gen), NULL);
+    if (cfg->dev_issuer)
+        al_log(AL_LOG_WARN, "dev_issuer is enabled: tokens minted locally are trusted", NULL);
+}
+
+/* ---- drain -------------------------------------------------------------------- */
+
+static void close_cb(uv_handle_t *h) { AL_UNUSED(h); }
+
+static void finish(al_runtime_t *rt, bool timed_out)
+{
+    if (timed_out)
+        al_log(AL_LOG_WARN, "drain timeout reached; closing what is left", NULL);
+    uv_timer_stop(&rt->drain_timer);
+    al_admin_close_all(rt->admin);
+    uv_close((uv_handle_t *)&rt->sig_term, close_cb);
+    uv_close((uv_handle_t *)&rt->sig_int, close_cb);
+    uv_close((uv_handle_t *)&rt->sig_hup, close_cb);
+    uv_close((uv_handle_t *)&rt->drain_timer, close_cb);
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    al_runtime_t *rt = t->data;
+    bool idle = al_admin_inflight(rt->admin) == 0 &&
+                atomic_load(&g_workers_exited) == rt->n_workers;
+    double deadline = rt->snap->cfg->server.drain_timeout;
+    static double began;
+    if (began == 0)
+        began = al_now();
+    if (idle || al_now() - began >= deadline)
+        finish(rt, !idle);
+}
+
+static void drain(al_runtime_t *rt, const char *why)
+{
+    if (rt->draining)
+        return;
+    rt->draining = true;
+    al_log(AL_LOG_INFO, "draining: no longer accepting; finishing in-flight work", "signal", why,
+           NULL);
+    al_admin_stop_accepting(rt->admin);
+    workers_post(rt, NULL, true);
+    uv_timer_start(&rt->drain_timer, on_drain_tick, 0, 20);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    al_runtime_t *rt = s->data;
+    if (signum == SIGHUP && !rt->draining)
+        reload(rt);
+    else if (signum == SIGTERM || signum == SIGINT)
+        drain(rt, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- run ------------------------------------------------------------------------- */
+
+int al_runtime_run(const char *config_path, al_config_t *cfg)
+{
+    al_runtime_t rt;
+    memset(&rt, 0, sizeof rt);
+    rt.config_path = al_xstrdup(config_path);
+    rt.loop = uv_default_loop();
+    rt.started = al_now();
+    al_log_set_level(cfg->server.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (al_mkdir_p(cfg->server.data_dir, 0700) != AL_OK) {
+        al_log(AL_LOG_ERROR, "cannot create server.data_dir", "path", cfg->server.data_dir,
+               "error", strerror(errno), NULL);
+        al_config_free(cfg);
+        free(rt.config_path);
+        return 1;
+    }
+    rt.jwks = al_jwks_mgr_new(false);
+    rt.snap = snapshot_new(&rt, cfg);
+    if (cfg->dev_issuer)
+        al_log(AL_LOG_WARN, "dev_issuer is enabled: tokens minted locally are trusted; never "
+                            "enable it in production", NULL);
+    al_jwks_mgr_start(rt.jwks);
+
+    int rc = 1;
+    rt.admin = al_admin_new(&rt);
+    if (al_admin_listen(rt.admin, cfg->server.admin_listen) != AL_OK)
+        goto out;
+    if (workers_start(&rt) != AL_OK) {
+        al_log(AL_LOG_ERROR, "cannot start worker threads", NULL);
+        goto out;
+    }
+    uv_signal_init(rt.loop, &rt.sig_term);
+    uv_signal_init(rt.loop, &rt.sig_int);
+    uv_signal_init(rt.loop, &rt.sig_hup);
+    uv_timer_init(rt.loop, &rt.drain_timer);
+    rt.sig_term.data = rt.sig_int.data = rt.sig_hup.data = rt.drain_timer.data = &rt;
+    uv_signal_start(&rt.sig_term, on_signal, SIGTERM);
+    uv_signal_start(&rt.sig_int, on_signal, SIGINT);
+    uv_signal_start(&rt.sig_hup, on_signal, SIGHUP);
+
+    char n[32], pid[32];
+    al_log(AL_LOG_INFO, "airlock serving", "version", AL_VERSION, "admin", cfg->server.admin_listen,
+           "workers", al_log_num(n, rt.n_workers), "pid", al_log_num(pid, getpid()), "config",
+           config_path, NULL);
+    uv_run(rt.loop, UV_RUN_DEFAULT);
+    workers_join(&rt);
+    al_log(AL_LOG_INFO, "airlock stopped", NULL);
+    rc = 0;
+out:
+    al_admin_free(&rt.admin);
+    if (rc != 0 && rt.workers) {
+        workers_post(&rt, NULL, true);
+        workers_join(&rt);
+    }
+    uv_loop_close(rt.loop);
+    al_jwks_mgr_free(&rt.jwks);
+    al_snapshot_unref(&rt.snap);
+    free(rt.config_path);
+    return rc;
+}

@@ -1,0 +1,70 @@
+/*
+ * runtime.h - the process model: one control loop (signals, admin API,
+ * reloads) on the main thread, N worker threads each with its own libuv
+ * loop, and an immutable, reference-counted snapshot of everything workers
+ * read (config, verifier), swapped atomically on reload.
+ *
+ * Snapshots reach workers by message: the control thread hands each worker
+ * a new reference through its inbox and a uv_async wake-up; the worker
+ * swaps its own pointer and drops the old reference. No worker ever reads a
+ * shared mutable pointer, so no lock is taken on the data path.
+ */
+#ifndef AL_RUNTIME_H
+#define AL_RUNTIME_H
+
+#include <pthread.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "identity/identity.h"
+
+typedef struct al_snapshot {
+    int refs;                 /* atomic */
+    uint64_t gen;
+    al_config_t *cfg;         /* owned */
+    al_verifier_t *verifier;  /* owned; borrows cfg and the runtime's JWKS manager */
+    double loaded_at;
+} al_snapshot_t;
+
+al_snapshot_t *al_snapshot_ref(al_snapshot_t *s);
+void al_snapshot_unref(al_snapshot_t **s);
+
+typedef struct al_worker {
+    int id;
+    pthread_t thread;
+    uv_loop_t loop;
+    uv_async_t wake;
+    struct al_runtime *rt;
+    al_snapshot_t *snap;           /* this worker's current snapshot */
+    al_token_cache_t *token_cache; /* this worker's verified-token cache */
+    pthread_mutex_t inbox_lock;
+    al_snapshot_t *inbox_snap;     /* a newer snapshot to adopt */
+    bool inbox_stop;               /* drain and exit */
+    size_t active;                 /* in-flight connections */
+} al_worker_t;
+
+typedef struct al_runtime {
+    char *config_path;
+    uv_loop_t *loop;               /* control loop (main thread) */
+    al_snapshot_t *snap;           /* control thread's current snapshot */
+    al_jwks_mgr_t *jwks;
+    al_worker_t *workers;
+    int n_workers;
+    uint64_t gen;
+    double started;
+    bool draining;
+    uint64_t reloads_ok, reloads_err;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    struct al_admin *admin;
+    int exit_code;
+} al_runtime_t;
+
+/* Runs the gateway until SIGTERM/SIGINT has drained it. Takes ownership of
+ * cfg. Returns the process exit code. */
+int al_runtime_run(const char *config_path, al_config_t *cfg);
+
+/* Number of worker threads a config asks for (auto = cores). */
+int al_runtime_worker_count(const al_config_t *cfg);
+
+#endif
