@@ -53,7 +53,7 @@ def jwks_doc(*keys):
 def mint(key, alg, claims, header_extra=None, kid=True):
     header = {"alg": alg, "typ": "JWT"}
     if kid:
-        header["kid"] = key.key_id
+        header["kid"] = key.get("kid")
     if header_extra:
         header.update(header_extra)
     t = jwt.JWT(header=header, claims=claims)
