@@ -7,6 +7,8 @@
  * bound to the key, never taken from the token alone).
  */
 #include <openssl/core_names.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
@@ -202,14 +204,14 @@ static bool set_pkcs1(EVP_PKEY_CTX *pctx)
 
 /* Checks the signature's length against the algorithm and key before any
  * EVP work; returns the bytes to hand to EVP (DER for ECDSA) in *out. */
-static bool sig_for_evp(const alg_spec_t *s, EVP_PKEY *key, const uint8_t *sig, size_t sig_len,
+static bool sig_for_evp(const alg_spec_t *s, size_t key_size, const uint8_t *sig, size_t sig_len,
                         uint8_t der[EC_MAX_DER], const uint8_t **out, size_t *out_len)
 {
     switch (s->fam) {
     case FAM_RSA_PKCS1:
     case FAM_RSA_PSS:
         /* RFC 8017 §8.1.2 / §8.2.2 step 1: exactly k octets. */
-        if (sig_len != (size_t)EVP_PKEY_get_size(key))
+        if (sig_len != key_size)
             return false;
         *out = sig;
         *out_len = sig_len;
@@ -230,6 +232,95 @@ static bool sig_for_evp(const alg_spec_t *s, EVP_PKEY *key, const uint8_t *sig, 
     }
 }
 
+/* ---- verification contexts ------------------------------------------------------
+ *
+ * OpenSSL 3 looks up ("fetches") the digest and signature implementations
+ * by name on every EVP_DigestVerifyInit, under global read locks; that cost
+ * rivals an ECDSA verify. Digests are therefore fetched once per process,
+ * and each thread keeps a small direct-mapped cache of EVP_PKEY_CTX objects
+ * already initialised for verification with (key, alg). A cached context
+ * holds a reference on its key, so a key's address cannot be reused by
+ * another key while the entry lives. EdDSA (RFC 8032, no pre-hash) keeps the
+ * one-shot EVP_DigestVerify path. */
+
+static EVP_MD *fetched_md[3]; /* SHA-256, SHA-384, SHA-512 */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void fetch_mds(void)
+{
+    fetched_md[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
+    fetched_md[1] = EVP_MD_fetch(NULL, "SHA384", NULL);
+    fetched_md[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+static const EVP_MD *md_for(const alg_spec_t *s)
+{
+    pthread_once(&md_once, fetch_mds);
+    const EVP_MD *legacy = s->md();
+    int bits = EVP_MD_get_size(legacy) * 8;
+    const EVP_MD *m = bits == 256 ? fetched_md[0] : bits == 384 ? fetched_md[1] : fetched_md[2];
+    return m ? m : legacy;
+}
+
+#define VCACHE_SLOTS 32 /* per thread; power of two */
+
+typedef struct vslot {
+    const EVP_PKEY *key;
+    al_alg_t alg;
+    EVP_PKEY_CTX *ctx;
+    size_t key_size; /* EVP_PKEY_get_size: RSA signature length */
+} vslot_t;
+
+static pthread_key_t vcache_key;
+static pthread_once_t vcache_once = PTHREAD_ONCE_INIT;
+
+static void vcache_destroy(void *p)
+{
+    vslot_t *v = p;
+    for (size_t i = 0; i < VCACHE_SLOTS; i++)
+        EVP_PKEY_CTX_free(v[i].ctx);
+    free(v);
+}
+
+static void vcache_init(void) { pthread_key_create(&vcache_key, vcache_destroy); }
+
+/* The cache slot holding a context ready for EVP_PKEY_verify with key and
+ * alg (owned by this thread's cache). NULL when the key does not fit alg
+ * (*unfit set) or on failure. key_fits runs only on a miss: its parameter
+ * queries take provider locks. */
+static const vslot_t *verify_ctx(const alg_spec_t *s, al_alg_t alg, EVP_PKEY *key,
+                                 const EVP_MD *md, bool *unfit)
+{
+    *unfit = false;
+    pthread_once(&vcache_once, vcache_init);
+    vslot_t *v = pthread_getspecific(vcache_key);
+    if (!v) {
+        v = calloc(VCACHE_SLOTS, sizeof *v);
+        if (!v || pthread_setspecific(vcache_key, v)) {
+            free(v);
+            return NULL;
+        }
+    }
+    uintptr_t h = ((uintptr_t)key >> 4) * 0x9E3779B97F4A7C15u + (uintptr_t)alg;
+    vslot_t *e = &v[(h >> 7) & (VCACHE_SLOTS - 1)];
+    if (e->ctx && e->key == key && e->alg == alg)
+        return e;
+    if (!key_fits(s, key)) {
+        *unfit = true;
+        return NULL;
+    }
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key, NULL);
+    if (!ctx || EVP_PKEY_verify_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, md) != 1 ||
+        (s->fam == FAM_RSA_PSS && !set_pss(ctx, md)) ||
+        (s->fam == FAM_RSA_PKCS1 && !set_pkcs1(ctx))) {
+        EVP_PKEY_CTX_free(ctx);
+        return NULL;
+    }
+    EVP_PKEY_CTX_free(e->ctx);
+    *e = (vslot_t){key, alg, ctx, (size_t)EVP_PKEY_get_size(key)};
+    return e;
+}
+
 al_tok_status_t al_jws_verify_sig(al_alg_t alg, EVP_PKEY *key, const uint8_t *msg,
                                   size_t msg_len, const uint8_t *sig, size_t sig_len)
 {
@@ -237,22 +328,33 @@ al_tok_status_t al_jws_verify_sig(al_alg_t alg, EVP_PKEY *key, const uint8_t *ms
     uint8_t der[EC_MAX_DER];
     const uint8_t *evp_sig = NULL;
     size_t evp_sig_len = 0;
-    if (!alg_spec(alg, &s) || !key_fits(&s, key) ||
-        !sig_for_evp(&s, key, sig, sig_len, der, &evp_sig, &evp_sig_len))
+    if (!key || !alg_spec(alg, &s))
         return AL_TOK_BAD_SIGNATURE;
 
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        return AL_TOK_INTERNAL;
-    EVP_PKEY_CTX *pctx = NULL;
     al_tok_status_t st = AL_TOK_BAD_SIGNATURE;
-    const EVP_MD *md = s.md ? s.md() : NULL;
-    if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key) == 1 &&
-        (s.fam != FAM_RSA_PSS || set_pss(pctx, md)) &&
-        (s.fam != FAM_RSA_PKCS1 || set_pkcs1(pctx)) &&
-        EVP_DigestVerify(ctx, evp_sig, evp_sig_len, msg, msg_len) == 1)
-        st = AL_TOK_OK;
-    EVP_MD_CTX_free(ctx);
+    if (s.fam == FAM_EDDSA) {
+        if (!key_fits(&s, key) || !sig_for_evp(&s, 0, sig, sig_len, der, &evp_sig, &evp_sig_len))
+            return AL_TOK_BAD_SIGNATURE;
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        if (!ctx)
+            return AL_TOK_INTERNAL;
+        if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
+            EVP_DigestVerify(ctx, evp_sig, evp_sig_len, msg, msg_len) == 1)
+            st = AL_TOK_OK;
+        EVP_MD_CTX_free(ctx);
+    } else {
+        const EVP_MD *md = md_for(&s);
+        uint8_t digest[EVP_MAX_MD_SIZE];
+        unsigned dlen = 0;
+        bool unfit;
+        const vslot_t *vs = verify_ctx(&s, alg, key, md, &unfit);
+        if (!vs)
+            return unfit ? AL_TOK_BAD_SIGNATURE : AL_TOK_INTERNAL;
+        if (sig_for_evp(&s, vs->key_size, sig, sig_len, der, &evp_sig, &evp_sig_len) &&
+            EVP_Digest(msg, msg_len, digest, &dlen, md, NULL) == 1 &&
+            EVP_PKEY_verify(vs->ctx, evp_sig, evp_sig_len, digest, dlen) == 1)
+            st = AL_TOK_OK;
+    }
     /* A refused signature leaves reasons on this thread's error queue;
      * they are not ours to report and must not pile up. */
     ERR_clear_error();
