@@ -252,6 +252,10 @@ typedef struct walk {
     bool executes;
     uint32_t top_body;
     int suppress; /* > 0 under plain EXPLAIN: nothing runs, nothing counts */
+    int fn_def;   /* > 0 inside CREATE/ALTER FUNCTION: SET clauses there
+                   * apply only while that function runs */
+    uint32_t schema_elts; /* CREATE SCHEMA's element list, or NO_TOK */
+    sref_t elt_schema;    /* ... and the schema its objects are created in */
     unsigned depth;
     bool too_deep;
 } walk_t;
@@ -413,6 +417,8 @@ static uint32_t string_node_val(const walk_t *w, uint32_t i)
     return NO_TOK;
 }
 
+/* Raises the statement's class. Under plain EXPLAIN (w->suppress) nothing
+ * runs, so nothing counts, except through contribute_planned. */
 static void contribute(walk_t *w, al_sql_class_t cls, const char *reason, sref_t arg)
 {
     if (w->suppress > 0 || cls <= w->cls)
@@ -420,6 +426,18 @@ static void contribute(walk_t *w, al_sql_class_t cls, const char *reason, sref_t
     w->cls = cls;
     w->reason = reason;
     w->reason_arg = arg;
+}
+
+/* For what plain EXPLAIN may still run: the planner evaluates immutable
+ * functions with constant arguments (eval_const_expressions) and stable ones
+ * for selectivity estimates (estimate_expression_value), and the classifier
+ * does not know a function's volatility. */
+static void contribute_planned(walk_t *w, al_sql_class_t cls, const char *reason, sref_t arg)
+{
+    int suppress = w->suppress;
+    w->suppress = 0;
+    contribute(w, cls, reason, arg);
+    w->suppress = suppress;
 }
 
 static void contribute_s(walk_t *w, al_sql_class_t cls, const char *reason, const char *arg)
@@ -485,6 +503,27 @@ static bool cte_in_scope(const walk_t *w, uint32_t rel)
     return false;
 }
 
+/* CREATE SCHEMA s CREATE TABLE x ...: PostgreSQL (transformCreateSchemaStmt)
+ * creates each element's object in s, whatever the search_path. Only the
+ * created object's own name (and an index's or trigger's table) is
+ * qualified so; names inside, like a view's query, resolve as usual. */
+static bool schema_elt_target(const walk_t *w, uint32_t obj)
+{
+    static const char *const fields[] = {"relation", "view", "sequence"};
+    uint32_t elts = w->schema_elts;
+    if (elts == NO_TOK || w->t[elts].type != J_ARR)
+        return false;
+    for (uint32_t e = elts + 1; e < w->t[elts].next; e = w->t[e].next) {
+        uint32_t name, body;
+        if (!node_unwrap(w, e, &name, &body))
+            continue;
+        for (size_t i = 0; i < AL_ARRAY_LEN(fields); i++)
+            if (obj_get(w, body, fields[i]) == obj)
+                return true;
+    }
+    return false;
+}
+
 static void on_rangevar(walk_t *w, uint32_t obj, al_str_t field)
 {
     uint32_t rel = obj_get(w, obj, "relname");
@@ -496,6 +535,8 @@ static void on_rangevar(walk_t *w, uint32_t obj, al_str_t field)
         return;
     sref_t n = unescape(w, rel);
     sref_t s = unescape(w, sch);
+    if (sch == NO_TOK && w->elt_schema.len && schema_elt_target(w, obj))
+        s = w->elt_schema;
     add_table(w, unescape(w, cat), s, n);
 }
 
@@ -510,17 +551,25 @@ static void on_funccall(walk_t *w, uint32_t body)
         last = string_node_val(w, e);
     }
     al_sql_t *c = w->c;
+    /* SQL-standard syntax (EXTRACT, TRIM, SUBSTRING, AT TIME ZONE ...) is
+     * turned by the grammar into a call of a built-in that it qualifies with
+     * pg_catalog itself (SystemFuncName), so search_path cannot redirect it
+     * to a user function: the qualification was not written by the client
+     * and the default class for unlisted functions does not apply. */
+    bool syntax = field_is(w, body, "funcformat", "COERCE_SQL_SYNTAX");
     sref_t name = unescape(w, last);
-    sref_t sch = unescape(w, prev);
+    sref_t sch = syntax ? (sref_t){0, 0} : unescape(w, prev);
     if (c->oom || name.len == 0)
         return;
     bool listed = false;
-    al_sql_class_t cls = al_sql_function_class(sb_str(c, name), w->fn_default, &listed);
+    al_sql_class_t cls =
+        al_sql_function_class(sb_str(c, name), syntax ? AL_SQL_READ : w->fn_default, &listed);
     if (vec_reserve(c, &c->funcs, sizeof(s_func_t), 1))
         VEC_AT(c->funcs, s_func_t, c->funcs.n++) = (s_func_t){sch, name, cls, listed};
     add_schema(w, sch);
-    contribute(w, cls, listed ? "side-effect function" : "function outside the table (default class)",
-               name);
+    contribute_planned(w, cls,
+                       listed ? "side-effect function" : "function outside the table (default class)",
+                       name);
 }
 
 /* ---- statements --------------------------------------------------------------- */
@@ -702,9 +751,10 @@ static al_sql_class_t objtype_class(const walk_t *w, uint32_t tok)
 static void walk(walk_t *w, uint32_t i, al_str_t field);
 static void walk_fields(walk_t *w, uint32_t obj, al_str_t field);
 
-/* EXPLAIN runs its statement only with ANALYZE. PostgreSQL reads the option
- * with defGetBoolean: no argument, true/on, 1 mean yes; false/off, 0 no.
- * Anything else is taken as yes (it would be an error anyway). */
+/* EXPLAIN runs its statement only with ANALYZE. PostgreSQL's ExplainQuery
+ * reads each option in turn with defGetBoolean, so the last ANALYZE wins: no
+ * argument, true/on, 1 mean yes; false/off, 0 no. Anything else is taken as
+ * yes (the server rejects it anyway). */
 static bool explain_analyzes(const walk_t *w, uint32_t body)
 {
     uint32_t opts = obj_get(w, body, "options");
@@ -723,14 +773,14 @@ static bool explain_analyzes(const walk_t *w, uint32_t body)
         al_str_t kind = raw(w, an);
         if (al_str_eq_c(kind, "Integer")) {
             uint32_t iv = obj_get(w, ab, "ival"); /* left out when 0 */
-            analyze |= iv != NO_TOK;
+            analyze = iv != NO_TOK;
         } else if (al_str_eq_c(kind, "String")) {
             uint32_t sv = obj_get(w, ab, "sval");
             al_str_t v = sv == NO_TOK ? (al_str_t){"", 0} : raw(w, sv);
             bool no = v.len == 5 ? strncasecmp(v.p, "false", 5) == 0
                       : v.len == 3 ? strncasecmp(v.p, "off", 3) == 0
                                    : false;
-            analyze |= !no;
+            analyze = !no;
         } else {
             analyze = true;
         }
@@ -778,7 +828,10 @@ static void on_set(walk_t *w, uint32_t body)
     sref_t value = reset ? (sref_t){0, 0} : set_value(w, body);
     if (w->c->oom)
         return;
-    al_sql_class_t cls = al_sql_setting_class(sb_str(w->c, name), sb_str(w->c, value), reset);
+    al_str_t n = sb_str(w->c, name);
+    if (w->fn_def > 0 && n.len == 11 && strncasecmp(n.p, "search_path", 11) == 0)
+        return; /* CREATE FUNCTION ... SET search_path: the usual hardening */
+    al_sql_class_t cls = al_sql_setting_class(n, sb_str(w->c, value), reset);
     contribute(w, cls, "privileged setting", name);
 }
 
@@ -869,10 +922,10 @@ static void on_special(walk_t *w, special_t sp, uint32_t body)
             w->prepare = unescape(w, obj_get(w, body, "name"));
         break;
     case S_EXECUTE:
-        if (w->suppress == 0) {
-            w->executes = true;
-            w->execute = unescape(w, obj_get(w, body, "name"));
-        }
+        /* Also under plain EXPLAIN: planning the prepared statement may run
+         * its functions, and only its class as a whole is known. */
+        w->executes = true;
+        w->execute = unescape(w, obj_get(w, body, "name"));
         break;
     case S_DROP:
         contribute_s(w, objtype_class(w, obj_get(w, body, "removeType")),
@@ -896,9 +949,16 @@ static void on_special(walk_t *w, special_t sp, uint32_t body)
     case S_CREATE_FUNCTION:
         on_create_function(w, body);
         break;
-    case S_CREATE_SCHEMA:
-        add_schema(w, unescape(w, obj_get(w, body, "schemaname")));
+    case S_CREATE_SCHEMA: {
+        /* CREATE SCHEMA AUTHORIZATION joe names the schema joe */
+        uint32_t sn = obj_get(w, body, "schemaname");
+        if (sn == NO_TOK && field_is(w, obj_get(w, body, "authrole"), "roletype", "ROLESPEC_CSTRING"))
+            sn = obj_get(w, obj_get(w, body, "authrole"), "rolename");
+        w->elt_schema = unescape(w, sn);
+        w->schema_elts = obj_get(w, body, "schemaElts");
+        add_schema(w, w->elt_schema);
         break;
+    }
     case S_GRANT:
         on_grant(w, body);
         break;
@@ -924,8 +984,11 @@ static void on_stmt(walk_t *w, al_str_t name, uint32_t body, al_str_t field)
     contribute_s(w, r->cls, "statement kind", label);
     on_special(w, r->special, body);
     bool hide = r->special == S_EXPLAIN && !explain_analyzes(w, body);
+    bool fn_def = al_str_eq_c(name, "CreateFunctionStmt") || al_str_eq_c(name, "AlterFunctionStmt");
     w->suppress += hide;
+    w->fn_def += fn_def;
     walk_fields(w, body, field);
+    w->fn_def -= fn_def;
     w->suppress -= hide;
 }
 
@@ -987,6 +1050,10 @@ static void walk_fields(walk_t *w, uint32_t obj, al_str_t field)
     }
     if (al_str_eq_c(field, "funccall")) /* CallStmt's inline FuncCall */
         on_funccall(w, obj);
+    /* ALTER ROLE / DATABASE / SYSTEM ... SET: an inline VariableSetStmt that
+     * sets the parameter for later sessions */
+    if (al_str_eq_c(field, "setstmt"))
+        on_set(w, obj);
     if (obj_get(w, obj, "intoClause") != NO_TOK)
         contribute_s(w, AL_SQL_DDL, "SELECT INTO creates a table", "SELECT INTO");
     size_t mark = w->c->scope.n;
@@ -1109,6 +1176,9 @@ static void walk_stmt(walk_t *w, uint32_t raw_stmt, size_t input_len)
     w->prepare = w->execute = (sref_t){0, 0};
     w->executes = false;
     w->suppress = 0;
+    w->fn_def = 0;
+    w->schema_elts = NO_TOK;
+    w->elt_schema = (sref_t){0, 0};
     c->scope.n = 0;
     s->kind = "unrecognised";
 

@@ -67,10 +67,14 @@ static inline al_sql_class_t al_sql_class_max(al_sql_class_t a, al_sql_class_t b
 al_sql_class_t al_sql_function_class(al_str_t name, al_sql_class_t dflt, bool *listed);
 
 /* Class of `SET name = value` for a configuration parameter: AL_SQL_ADMIN for
- * role/session switching and superuser-level settings (documented), and for
+ * role/session switching and superuser-level settings (the settings table,
+ * whatever the value, RESET included); for search_path set to any value
+ * (policies take an unqualified table for public.name); and for
  * client_encoding / standard_conforming_strings when `value` would make the
- * server lex the text differently from this classifier; AL_SQL_READ
- * otherwise. `value` is empty for SET ... TO DEFAULT / RESET. */
+ * server lex the text differently from this classifier. AL_SQL_READ
+ * otherwise, and for a reset (`reset` true: RESET, SET ... TO DEFAULT,
+ * SET ... FROM CURRENT) of those last three. `value` is the first value as
+ * text, empty for a reset. */
 al_sql_class_t al_sql_setting_class(al_str_t name, al_str_t value, bool reset);
 
 /* ---- results ------------------------------------------------------------- */
@@ -111,9 +115,11 @@ typedef struct al_sql_stmt {
     al_str_t tree_reason_arg;
 
     al_str_t prepare_name; /* PREPARE name AS ...: the name; else empty */
-    al_str_t execute_name; /* EXECUTE name (not under plain EXPLAIN): the
-                            * prepared statement whose class was joined in */
-    bool executes;         /* true when execute_name is set */
+    al_str_t execute_name; /* EXECUTE name, also inside EXPLAIN (planning
+                            * may run its functions) or CREATE TABLE AS:
+                            * the prepared statement whose class is joined
+                            * in */
+    bool executes;         /* true when the statement has an EXECUTE */
 
     const al_sql_table_t *tables;
     size_t n_tables;
