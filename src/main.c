@@ -13,6 +13,8 @@ static const struct {
     {"serve", al_cmd_serve, "run the gateway"},
     {"check", al_cmd_check, "validate a config file (errors carry FILE:LINE:COL)"},
     {"token", al_cmd_token, "mint dev tokens, verify any token against the config"},
+    {"audit", al_cmd_audit, "verify the audit chain, query audit events"},
+    {"policy", al_cmd_policy, "explain the policy decision for an action"},
 };
 
 static void usage(FILE *f)

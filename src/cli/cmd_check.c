@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "core/config.h"
+#include "policy/policy.h"
 
 static void usage(FILE *f)
 {
@@ -57,7 +58,17 @@ int al_cmd_check(int argc, char **argv)
     al_config_errors_t errs;
     al_config_t *cfg = al_config_load(path, &errs);
     if (cfg) {
-        printf("%s: ok (%zu issuers, %zu agents)\n", path, cfg->n_issuers, cfg->n_agents);
+        /* Rules are checked against the loaded inventory and targets. */
+        al_policy_t *pol = al_policy_compile(cfg, &errs);
+        if (!pol) {
+            al_config_free(cfg);
+            cfg = NULL;
+        }
+        al_policy_free(&pol);
+    }
+    if (cfg) {
+        printf("%s: ok (%zu issuers, %zu agents, %zu targets, %zu policies)\n", path,
+               cfg->n_issuers, cfg->n_agents, cfg->n_targets, cfg->n_policies);
         al_config_free(cfg);
         return 0;
     }

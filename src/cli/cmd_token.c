@@ -194,19 +194,6 @@ static char *read_stdin_token(size_t *len)
     return buf;
 }
 
-/* The token's "iss" if its payload decodes, for fetching just that issuer's
- * keys; NULL otherwise (the verifier then reports why). */
-static char *peek_iss(const char *tok, size_t len)
-{
-    al_jws_t jws;
-    if (al_jws_parse(tok, len, SIZE_MAX, &jws, NULL) != AL_TOK_OK)
-        return NULL;
-    const char *iss = json_string_value(json_object_get(jws.payload, "iss"));
-    char *r = iss ? al_xstrdup(iss) : NULL;
-    al_jws_free(&jws);
-    return r;
-}
-
 static int print_refusal(al_tok_status_t st, const al_verify_info_t *info)
 {
     al_buf_t b;
@@ -237,39 +224,10 @@ static int cmd_verify(const args_t *a, al_config_t *cfg)
         tok = al_xstrdup(a->token);
         len = strlen(tok);
     }
-    al_jwks_mgr_t *mgr = al_jwks_mgr_new(true);
-    int rc = 2;
-    if (al_jwks_mgr_sync(mgr, cfg) != AL_OK) {
-        fputs("airlock token verify: cannot set up issuer keys (see log above)\n", stderr);
-        goto out;
-    }
-    char *iss = peek_iss(tok, len);
-    if (iss) {
-        /* Fetch keys only for issuers this token could match. */
-        for (size_t i = 0; i < cfg->n_issuers; i++) {
-            const al_issuer_conf_t *ic = &cfg->issuers[i];
-            if (strcmp(ic->issuer, iss) || (a->issuer && strcmp(a->issuer, ic->name)))
-                continue;
-            al_jwks_entry_t *e = al_jwks_mgr_entry(mgr, ic->name);
-            if (e)
-                al_jwks_fetch_now(mgr, e);
-        }
-        if (cfg->dev_issuer && !strcmp(iss, AL_DEV_ISS) &&
-            (!a->issuer || !strcmp(a->issuer, AL_DEV_ISS))) {
-            al_jwks_entry_t *e = al_jwks_mgr_entry(mgr, AL_DEV_ISS);
-            if (e)
-                al_jwks_fetch_now(mgr, e);
-        }
-        free(iss);
-    }
-    al_verifier_t *v = al_verifier_new(cfg, mgr, 1);
-    if (!v) {
-        fputs("airlock token verify: cannot build the verifier\n", stderr);
-        goto out;
-    }
     al_principal_t *p = NULL;
     al_verify_info_t info;
-    al_tok_status_t st = al_verify(v, NULL, tok, len, a->issuer, al_now(), &p, &info);
+    int rc;
+    al_tok_status_t st = al_cli_verify_token(cfg, tok, len, a->issuer, &p, &info);
     if (st == AL_TOK_OK) {
         al_buf_t b;
         al_buf_init(&b);
@@ -278,12 +236,12 @@ static int cmd_verify(const args_t *a, al_config_t *cfg)
         al_buf_free(&b);
         al_principal_unref(&p);
         rc = 0;
+    } else if (st == AL_TOK_INTERNAL && !info.detail) {
+        fputs("airlock token verify: cannot set up the verifier (see log above)\n", stderr);
+        rc = 2;
     } else {
         rc = print_refusal(st, &info);
     }
-    al_verifier_free(&v);
-out:
-    al_jwks_mgr_free(&mgr);
     al_wipe(tok, len);
     free(tok);
     return rc;
@@ -315,6 +273,9 @@ int al_cmd_token(int argc, char **argv)
     al_config_t *cfg = al_cli_load_config(a.cfg);
     if (!cfg)
         return 2;
+    /* stdout carries the result; stderr keeps only what needs attention. */
+    if (al_log_get_level() < AL_LOG_WARN)
+        al_log_set_level(AL_LOG_WARN);
     int rc = mint ? cmd_mint(&a, cfg) : cmd_verify(&a, cfg);
     al_config_free(cfg);
     return rc;

@@ -727,6 +727,137 @@ static const cfg_schema_t agent_schema = {agent_keys, AL_ARRAY_LEN(agent_keys),
                                           sizeof(al_agent_conf_t),
                                           offsetof(al_agent_conf_t, line), NULL};
 
+/* ---- targets, policies, admin, audit ------------------------------------------------ */
+
+static const cfg_enum_t protocols[] = {
+    {"postgres", AL_PROTO_POSTGRES}, {"mysql", AL_PROTO_MYSQL}, {"http", AL_PROTO_HTTP},
+    {"ssh", AL_PROTO_SSH}, {"tcp", AL_PROTO_TCP}, {NULL, 0},
+};
+/* Same order as al_sql_class_t (src/policy/sql_classify.h). */
+static const cfg_enum_t sql_classes[] = {
+    {"read", 0}, {"write", 1}, {"ddl", 2}, {"dcl", 3}, {"admin", 4}, {NULL, 0},
+};
+static const cfg_enum_t actions[] = {
+    {"allow", AL_DECIDE_ALLOW}, {"deny", AL_DECIDE_DENY}, {"approve", AL_DECIDE_APPROVE},
+    {NULL, 0},
+};
+static const cfg_enum_t audit_modes[] = {
+    {"strict", AL_AUDIT_MODE_STRICT}, {"async", AL_AUDIT_MODE_ASYNC}, {NULL, 0},
+};
+static const cfg_enum_t approval_modes[] = {
+    {"wait", AL_APPROVAL_WAIT}, {"retry", AL_APPROVAL_RETRY}, {NULL, 0},
+};
+_Static_assert(sizeof(al_proto_t) == sizeof(int), "CT_ENUM stores an int");
+_Static_assert(sizeof(al_decision_t) == sizeof(int), "CT_ENUM stores an int");
+_Static_assert(sizeof(al_audit_mode_t) == sizeof(int), "CT_ENUM stores an int");
+_Static_assert(sizeof(al_approval_mode_t) == sizeof(int), "CT_ENUM stores an int");
+
+#define T(m) .off = offsetof(al_target_conf_t, m)
+static const cfg_key_t target_keys[] = {
+    {"name", CT_NAME, T(name), .hint = "add 'name: <target name>' (policies refer to it)"},
+    {"protocol", CT_ENUM, T(protocol), .aux = protocols, .def = AL_PROTO_POSTGRES,
+     .hint = "add 'protocol: postgres' (or mysql, http, ssh, tcp)"},
+    {"sql_default_function_class", CT_ENUM, T(sql_default_function_class),
+     .aux = sql_classes, .def = 0},
+};
+#undef T
+static const cfg_schema_t target_schema = {target_keys, AL_ARRAY_LEN(target_keys),
+                                           sizeof(al_target_conf_t),
+                                           offsetof(al_target_conf_t, line), NULL};
+
+#define W(m) .off = offsetof(al_when_conf_t, m), .off_n = offsetof(al_when_conf_t, n_##m), \
+             .parse = parse_audience, .lo = 1
+static const cfg_key_t when_keys[] = {
+    {"sql", CT_STRLIST, W(sql)},
+    {"tables", CT_STRLIST, W(tables)},
+    {"schemas", CT_STRLIST, W(schemas)},
+    {"functions", CT_STRLIST, W(functions)},
+    {"methods", CT_STRLIST, W(methods)},
+    {"paths", CT_STRLIST, W(paths)},
+    {"hosts", CT_STRLIST, W(hosts)},
+    {"commands", CT_STRLIST, W(commands)},
+    {"hours", CT_STRLIST, W(hours)},
+    {"days", CT_STRLIST, W(days)},
+    {"timezone", CT_STR, .off = offsetof(al_when_conf_t, timezone)},
+};
+#undef W
+static const cfg_schema_t when_schema = {when_keys, AL_ARRAY_LEN(when_keys),
+                                         sizeof(al_when_conf_t), -1, NULL};
+
+#define P(m) .off = offsetof(al_policy_conf_t, m)
+#define PL(m) P(m), .off_n = offsetof(al_policy_conf_t, n_##m), .parse = parse_audience
+static const cfg_key_t policy_keys[] = {
+    {"name", CT_NAME, P(name), .hint = "add 'name: <rule name>' (decisions and audit cite it)"},
+    {"who", CT_STRLIST, PL(who), .lo = 1,
+     .hint = "add 'who: [<agent>, group:<g>, issuer:<i> or \"*\"]'"},
+    {"targets", CT_STRLIST, PL(targets), .lo = 1,
+     .hint = "add 'targets: [<target name> or \"*\"]'"},
+    {"when", CT_MAP, P(when), .aux = &when_schema},
+    {"action", CT_ENUM, P(action), .aux = actions, .def = AL_DECIDE_DENY,
+     .hint = "add 'action: allow' (or deny, approve)"},
+    {"message", CT_STR, P(message)},
+    {"approvers", CT_STRLIST, PL(approvers), .lo = 1},
+    {"timeout", CT_DURATION, P(timeout), .lo = 1, .hi = 7 * DAY, .def = 300},
+    {"grant", CT_STR, P(grant), .defs = "once"},
+    {"mode", CT_ENUM, P(mode), .aux = approval_modes, .def = AL_APPROVAL_WAIT},
+    {"min_approvals", CT_INT, P(min_approvals), .lo = 1, .hi = 10, .def = 1},
+    {"masking", CT_STRLIST, PL(masking), .lo = 1},
+    {"audit", CT_ENUM, P(audit), .aux = audit_modes, .def = AL_AUDIT_MODE_DEFAULT},
+};
+#undef P
+#undef PL
+static void policy_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                         void *obj)
+{
+    const al_policy_conf_t *p = obj;
+    const cfg_seen_t *appr = seen_get(s, seen, "approvers");
+    const cfg_seen_t *act = seen_get(s, seen, "action");
+    if (p->action == AL_DECIDE_APPROVE && !appr && act)
+        al__cfg_error_at(c->d, act->val,
+                         "%s: action approve needs 'approvers: [<group>, ...]' (who may "
+                         "approve)", c->path);
+    const cfg_seen_t *g = seen_get(s, seen, "grant");
+    if (g && p->grant && strcmp(p->grant, "once") && strcmp(p->grant, "session") &&
+        strcmp(p->grant, "target")) {
+        double d;
+        if (al_parse_duration(p->grant, &d) != AL_OK || d < 1)
+            al__cfg_error_at(c->d, g->val,
+                             "%s.grant must be once, session, target or a duration like "
+                             "15m; got '%s'", c->path, Q(p->grant));
+    }
+}
+static const cfg_schema_t policy_schema = {policy_keys, AL_ARRAY_LEN(policy_keys),
+                                           sizeof(al_policy_conf_t),
+                                           offsetof(al_policy_conf_t, line), policy_check};
+
+#define RL(m) .off = offsetof(al_admin_roles_conf_t, m), \
+              .off_n = offsetof(al_admin_roles_conf_t, n_##m), .parse = parse_audience
+static const cfg_key_t roles_keys[] = {
+    {"admin", CT_STRLIST, RL(admin)},
+    {"approver", CT_STRLIST, RL(approver)},
+    {"auditor", CT_STRLIST, RL(auditor)},
+};
+#undef RL
+static const cfg_schema_t roles_schema = {roles_keys, AL_ARRAY_LEN(roles_keys),
+                                          sizeof(al_admin_roles_conf_t), -1, NULL};
+static const cfg_key_t admin_keys[] = {
+    {"roles", CT_MAP, .off = offsetof(al_admin_conf_t, roles), .aux = &roles_schema},
+};
+static const cfg_schema_t admin_schema = {admin_keys, AL_ARRAY_LEN(admin_keys),
+                                          sizeof(al_admin_conf_t), -1, NULL};
+
+#define AU(m) .off = offsetof(al_audit_conf_t, m)
+static const cfg_key_t audit_keys[] = {
+    {"path", CT_PATH, AU(path)},
+    {"max_action_bytes", CT_INT, AU(max_action_bytes), .lo = 64, .hi = 1 << 20, .def = 4096},
+    {"commit_timeout", CT_DURATION, AU(commit_timeout), .lo = 0.01, .hi = 600, .def = 5},
+    {"flush_interval", CT_DURATION, AU(flush_interval), .lo = 0.001, .hi = 60, .def = 0.05},
+    {"queue_size", CT_INT, AU(queue_size), .lo = 16, .hi = 1 << 24, .def = 65536},
+};
+#undef AU
+static const cfg_schema_t audit_schema = {audit_keys, AL_ARRAY_LEN(audit_keys),
+                                          sizeof(al_audit_conf_t), -1, NULL};
+
 static void root_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
                        void *obj);
 
@@ -739,6 +870,12 @@ static const cfg_key_t root_keys[] = {
      .aux = &issuer_schema},
     {"agents", CT_LIST, R(agents), .off_n = offsetof(al_config_t, n_agents),
      .aux = &agent_schema},
+    {"targets", CT_LIST, R(targets), .off_n = offsetof(al_config_t, n_targets),
+     .aux = &target_schema},
+    {"policies", CT_LIST, R(policies), .off_n = offsetof(al_config_t, n_policies),
+     .aux = &policy_schema},
+    {"admin", CT_MAP, R(admin), .aux = &admin_schema},
+    {"audit", CT_MAP, R(audit), .aux = &audit_schema},
 };
 #undef R
 static const cfg_schema_t root_schema = {root_keys, AL_ARRAY_LEN(root_keys),
@@ -923,6 +1060,10 @@ static void root_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *se
                        offsetof(al_agent_conf_t, name));
     check_agent_issuers(c, cfg, agents);
     check_agent_subjects(c, cfg, agents);
+    check_unique_names(c, seen_get(s, seen, "targets"), "targets", cfg->targets,
+                       cfg->n_targets, sizeof *cfg->targets, offsetof(al_target_conf_t, name));
+    check_unique_names(c, seen_get(s, seen, "policies"), "policies", cfg->policies,
+                       cfg->n_policies, sizeof *cfg->policies, offsetof(al_policy_conf_t, name));
 }
 
 /* ---- public API ------------------------------------------------------------------------ */
@@ -989,6 +1130,11 @@ al_config_t *al_config_load_mem(const char *name, const char *data, size_t len,
     if (d.n || d.truncated)
         return fail(&d, errs, cfg);
     al__cfg_diag_free(&d);
+    if (!cfg->audit.path) {
+        size_t n = strlen(cfg->server.data_dir) + sizeof "/audit.db";
+        cfg->audit.path = al_xmalloc(n);
+        snprintf(cfg->audit.path, n, "%s/audit.db", cfg->server.data_dir);
+    }
     return cfg;
 }
 
@@ -1025,6 +1171,27 @@ const al_issuer_conf_t *al_config_issuer(const al_config_t *cfg, const char *nam
         if (cfg->issuers[i].name && !strcmp(cfg->issuers[i].name, name))
             return &cfg->issuers[i];
     return NULL;
+}
+
+const al_target_conf_t *al_config_target(const al_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; name && i < cfg->n_targets; i++)
+        if (cfg->targets[i].name && !strcmp(cfg->targets[i].name, name))
+            return &cfg->targets[i];
+    return NULL;
+}
+
+const char *al_proto_name(al_proto_t p)
+{
+    for (size_t i = 0; protocols[i].name; i++)
+        if (protocols[i].value == (int)p)
+            return protocols[i].name;
+    return "unknown";
+}
+
+const char *al_decision_name(al_decision_t d)
+{
+    return d == AL_DECIDE_ALLOW ? "allow" : d == AL_DECIDE_APPROVE ? "approve" : "deny";
 }
 
 const al_agent_conf_t *al_config_agent(const al_config_t *cfg, const char *name)

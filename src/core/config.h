@@ -83,9 +83,104 @@ typedef struct al_server_conf {
     al_log_level_t log_level; /* default info */
 } al_server_conf_t;
 
+/* Protocols a target speaks. */
+typedef enum al_proto {
+    AL_PROTO_POSTGRES = 0,
+    AL_PROTO_MYSQL,
+    AL_PROTO_HTTP,
+    AL_PROTO_SSH,
+    AL_PROTO_TCP,
+} al_proto_t;
+const char *al_proto_name(al_proto_t p);
+
+/* Something agents reach through airlock. Protocol listeners and upstreams
+ * are added by the gateway issues; policy needs only name and protocol. */
+typedef struct al_target_conf {
+    char *name;
+    al_proto_t protocol;
+    /* SQL class (al_sql_class_t as int) of a function missing from the
+     * side-effect table; default read. */
+    int sql_default_function_class;
+    int line;
+} al_target_conf_t;
+
+/* A policy rule's conditions; every one that is set must hold. */
+typedef struct al_when_conf {
+    char **sql; size_t n_sql;             /* statement classes */
+    char **tables; size_t n_tables;       /* [schema.]name globs */
+    char **schemas; size_t n_schemas;
+    char **functions; size_t n_functions;
+    char **methods; size_t n_methods;     /* HTTP */
+    char **paths; size_t n_paths;         /* HTTP path globs */
+    char **hosts; size_t n_hosts;         /* HTTP host globs */
+    char **commands; size_t n_commands;   /* command globs */
+    char **hours; size_t n_hours;         /* "09:00-17:00" */
+    char **days; size_t n_days;           /* "mon", "mon-fri" */
+    char *timezone;                       /* IANA name, UTC, +02:00 */
+} al_when_conf_t;
+
+typedef enum al_decision {
+    AL_DECIDE_ALLOW = 0,
+    AL_DECIDE_APPROVE = 1,
+    AL_DECIDE_DENY = 2,   /* ordered: a larger value wins */
+} al_decision_t;
+const char *al_decision_name(al_decision_t d);
+
+typedef enum al_audit_mode {
+    AL_AUDIT_MODE_DEFAULT = 0, /* strict for every class but read */
+    AL_AUDIT_MODE_STRICT,
+    AL_AUDIT_MODE_ASYNC,
+} al_audit_mode_t;
+
+typedef enum al_approval_mode {
+    AL_APPROVAL_WAIT = 0,
+    AL_APPROVAL_RETRY,
+} al_approval_mode_t;
+
+typedef struct al_policy_conf {
+    char *name;
+    char **who; size_t n_who;         /* agent, group:X, issuer:X, * */
+    char **targets; size_t n_targets; /* target names or * */
+    al_when_conf_t when;
+    al_decision_t action;
+    char *message;
+    char **approvers; size_t n_approvers; /* groups that may approve */
+    double timeout;                   /* approval wait, default 5m */
+    char *grant;                      /* once | session | target | duration */
+    al_approval_mode_t mode;
+    int min_approvals;
+    char **masking; size_t n_masking; /* masking references */
+    al_audit_mode_t audit;
+    int line;
+} al_policy_conf_t;
+
+typedef struct al_admin_roles_conf {
+    char **admin; size_t n_admin;       /* groups holding each role */
+    char **approver; size_t n_approver;
+    char **auditor; size_t n_auditor;
+} al_admin_roles_conf_t;
+
+typedef struct al_admin_conf {
+    al_admin_roles_conf_t roles;
+} al_admin_conf_t;
+
+typedef struct al_audit_conf {
+    char *path;              /* default <data_dir>/audit.db */
+    int max_action_bytes;    /* default 4096 */
+    double commit_timeout;   /* default 5s */
+    double flush_interval;   /* async batches, default 50ms */
+    int queue_size;          /* default 65536 */
+} al_audit_conf_t;
+
 typedef struct al_config {
     char *path;          /* the file it was loaded from */
     al_server_conf_t server;
+    al_admin_conf_t admin;
+    al_audit_conf_t audit;
+    al_target_conf_t *targets;
+    size_t n_targets;
+    al_policy_conf_t *policies;
+    size_t n_policies;
     bool dev_issuer;     /* trust the local dev issuer (airlock token mint) */
     double dev_token_max_ttl; /* seconds, default 1h */
     al_issuer_conf_t *issuers;
@@ -127,6 +222,7 @@ void al_config_errors_free(al_config_errors_t *errs);
 /* Lookups; NULL when absent. */
 const al_issuer_conf_t *al_config_issuer(const al_config_t *cfg, const char *name);
 const al_agent_conf_t *al_config_agent(const al_config_t *cfg, const char *name);
+const al_target_conf_t *al_config_target(const al_config_t *cfg, const char *name);
 
 /* The name of the built-in dev issuer, and its "iss" value is
  * "airlock-dev:<absolute data_dir>". */

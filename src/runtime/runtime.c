@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "policy/policy.h"
 #include "runtime/runtime.h"
 
 #define TOKEN_CACHE_SLOTS 16384
@@ -22,9 +23,11 @@ int al_runtime_worker_count(const al_config_t *cfg)
     return n > 0 ? (int)AL_MIN(n, 256) : 1;
 }
 
-static al_snapshot_t *snapshot_new(al_runtime_t *rt, al_config_t *cfg)
+/* Takes ownership of cfg and pol. */
+static al_snapshot_t *snapshot_new(al_runtime_t *rt, al_config_t *cfg, al_policy_t *pol)
 {
     al_snapshot_t *s = al_xcalloc(1, sizeof *s);
+    s->policy = pol;
     s->refs = 1;
     s->gen = ++rt->gen;
     s->cfg = cfg;
@@ -117,6 +120,11 @@ static void reload(al_runtime_t *rt)
 {
     al_config_errors_t errs = {0};
     al_config_t *cfg = al_config_load(rt->config_path, &errs);
+    al_policy_t *pol = cfg ? al_policy_compile(cfg, &errs) : NULL;
+    if (cfg && !pol) {
+        al_config_free(cfg);
+        cfg = NULL;
+    }
     if (!cfg) {
         rt->reloads_err++;
         for (size_t i = 0; i < errs.n; i++)
@@ -132,7 +140,7 @@ static void reload(al_runtime_t *rt)
         al_log(AL_LOG_WARN, "server.admin_listen, server.data_dir and server.workers take effect "
                             "only at restart", NULL);
     al_log_set_level(cfg->server.log_level);
-    al_snapshot_t *s = snapshot_new(rt, cfg);
+    al_snapshot_t *s = snapshot_new(rt, cfg, pol);
     workers_post(rt, s, false);
     al_snapshot_unref(&rt->snap);
     rt->snap = s;
@@ -214,7 +222,17 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
         return 1;
     }
     rt.jwks = al_jwks_mgr_new(false);
-    rt.snap = snapshot_new(&rt, cfg);
+    al_config_errors_t perrs;
+    al_policy_t *pol = al_policy_compile(cfg, &perrs);
+    if (!pol) { /* al_cli_load_config already checked; a race with an edit */
+        for (size_t i = 0; i < perrs.n; i++)
+            al_log(AL_LOG_ERROR, "invalid policy", "error", perrs.msgs[i], NULL);
+        al_config_errors_free(&perrs);
+        al_config_free(cfg);
+        free(rt.config_path);
+        return 1;
+    }
+    rt.snap = snapshot_new(&rt, cfg, pol);
     if (cfg->dev_issuer)
         al_log(AL_LOG_WARN, "dev_issuer is enabled: tokens minted locally are trusted; never "
                             "enable it in production", NULL);

@@ -23,6 +23,7 @@ typedef struct al_snapshot {
     uint64_t gen;
     al_config_t *cfg;         /* owned */
     al_verifier_t *verifier;  /* owned; borrows cfg and the runtime's JWKS manager */
+    struct al_policy *policy; /* owned; compiled from cfg */
     double loaded_at;
 } al_snapshot_t;
 

@@ -2,6 +2,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "policy/policy.h"
 #include "runtime/runtime.h"
 
 al_snapshot_t *al_snapshot_ref(al_snapshot_t *s)
@@ -18,6 +19,7 @@ void al_snapshot_unref(al_snapshot_t **ps)
     if (!s || atomic_fetch_sub_explicit((_Atomic int *)&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     al_verifier_free(&s->verifier);
+    al_policy_free(&s->policy);
     al_config_free(s->cfg);
     free(s);
 }
