@@ -10,8 +10,15 @@
 #include <stdlib.h>
 #include <strings.h>
 
+#include <pthread.h>
+#include <openssl/rand.h>
+
 #include "admin/admin.h"
+#include "audit/audit.h"
+#include "identity/jws.h"
+#include "policy/policy.h"
 #include "proto/http/http_parser.h"
+#include "proto/http/http_path.h"
 #include "runtime/runtime.h"
 
 #define ADMIN_MAX_INPUT (80 * 1024)
@@ -21,12 +28,15 @@
 typedef struct admin_req {
     char method[16];
     char path[2048];
+    char target[2048];  /* path with its query, as received */
     char *bearer;       /* owned copy of the token; wiped on release */
     size_t bearer_len;
     bool has_auth;      /* an Authorization header was present */
     bool keep_alive;
     al_buf_t body;
 } admin_req_t;
+
+struct actor;
 
 typedef struct admin_conn {
     uv_tcp_t tcp;
@@ -45,7 +55,39 @@ typedef struct admin_conn {
     uv_write_t wr;
     al_buf_t out;
     struct admin_conn *next, **pprev;
+    /* authenticated continuation (re-run after a JWKS refetch wait) */
+    void (*then)(struct admin_conn *c, const struct actor *who);
+    unsigned need;
+    struct pend *pend;  /* a strict audit write or query in flight */
+    al_principal_t *principal; /* of the request being answered */
 } admin_conn_t;
+
+/* Admin roles (config admin.roles). */
+enum { ROLE_ADMIN = 1u, ROLE_APPROVER = 2u, ROLE_AUDITOR = 4u, ROLE_ANY = 0u };
+
+/* Who is calling: an OIDC principal or the bootstrap token. */
+typedef struct actor {
+    bool bootstrap;
+    const al_principal_t *p; /* NULL for the bootstrap token */
+    unsigned roles;
+    const char *name;        /* agent name, subject, or "bootstrap" */
+} actor_t;
+
+/* Work that finishes off the loop (audit commit, store query). Owned by the
+ * admin; `c` is cleared when the connection goes first. */
+typedef struct pend {
+    admin_conn_t *c;
+    int rc;
+    char id[AL_AUDIT_ID_SIZE];
+    char err[AL_AUDIT_ERR_SIZE];
+    al_buf_t body;           /* prepared response / query result */
+    int status;
+    al_audit_filter_t filter;
+    char *query;             /* owned copy of the query string (filter borrows) */
+    uv_work_t work;
+    struct al_admin *a;
+    struct pend *next;
+} pend_t;
 
 struct al_admin {
     al_runtime_t *rt;
@@ -54,14 +96,71 @@ struct al_admin {
     admin_conn_t *conns;
     size_t inflight;
     al_token_cache_t *cache;
+    char *bootstrap;         /* the bootstrap token; wiped on free */
+    size_t bootstrap_len;
+    uv_async_t done_async;   /* strict audit completions */
+    bool done_async_open;
+    pthread_mutex_t done_lock;
+    pend_t *done;            /* completions waiting for the loop */
+    bool done_closed;
+    al_sql_t *sql;           /* classifier for /v1/decide (control thread) */
 };
+
+static void on_audit_done_async(uv_async_t *h);
 
 al_admin_t *al_admin_new(al_runtime_t *rt)
 {
     al_admin_t *a = al_xcalloc(1, sizeof *a);
     a->rt = rt;
     a->cache = al_token_cache_new(1024);
+    pthread_mutex_init(&a->done_lock, NULL);
+    uv_async_init(rt->loop, &a->done_async, on_audit_done_async);
+    a->done_async.data = a;
+    a->done_async_open = true;
+    a->sql = al_sql_new(NULL);
     return a;
+}
+
+/* ---- bootstrap token ------------------------------------------------------- */
+
+int al_admin_bootstrap(al_admin_t *a, const char *data_dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/admin-token", data_dir);
+    char *tok = NULL;
+    size_t len = 0;
+    if (al_read_file(path, 4096, &tok, &len) == AL_OK) {
+        while (len && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
+            tok[--len] = 0;
+        if (len < 32) {
+            al_log(AL_LOG_ERROR, "the bootstrap admin token file is too short; delete it to "
+                                 "have a new one made", "path", path, NULL);
+            al_wipe(tok, len);
+            free(tok);
+            return AL_ERR;
+        }
+        a->bootstrap = tok;
+        a->bootstrap_len = len;
+        return AL_OK;
+    }
+    uint8_t raw[32];
+    al_buf_t b;
+    al_buf_init(&b);
+    al_buf_puts(&b, "alb_");
+    if (RAND_bytes(raw, sizeof raw) != 1 || al_b64url_encode(&b, raw, sizeof raw) != AL_OK ||
+        al_write_file_atomic(path, b.p, b.len, 0600) != AL_OK) {
+        al_log(AL_LOG_ERROR, "cannot create the bootstrap admin token", "path", path, NULL);
+        al_wipe(b.p, b.len);
+        al_buf_free(&b);
+        return AL_ERR;
+    }
+    al_wipe(raw, sizeof raw);
+    a->bootstrap = al_xstrndup(b.p, b.len);
+    a->bootstrap_len = b.len;
+    al_wipe(b.p, b.len);
+    al_buf_free(&b);
+    al_log(AL_LOG_INFO, "created the bootstrap admin token (mode 0600)", "path", path, NULL);
+    return AL_OK;
 }
 
 /* ---- responses ------------------------------------------------------------ */
@@ -72,6 +171,7 @@ static const char *status_text(int s)
     case 200: return "OK";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Content Too Large";
@@ -100,6 +200,7 @@ static void on_written(uv_write_t *w, int status)
     bool keep = status == 0 && c->req.keep_alive && !c->a->rt->draining;
     al_buf_reset(&c->out);
     req_release(&c->req);
+    al_principal_unref(&c->principal);
     c->busy = false;
     c->a->inflight--;
     if (!keep) {
@@ -192,26 +293,68 @@ static void respond_unauthorized(admin_conn_t *c, al_tok_status_t st)
     respond_json(c, 401, hdr, body);
 }
 
-static void whoami_finish(admin_conn_t *c, al_tok_status_t st, al_principal_t *p)
-{
-    if (st != AL_TOK_OK) {
-        respond_unauthorized(c, st);
-        return;
-    }
-    al_buf_t b;
-    al_buf_init(&b);
-    al_principal_json(p, &b);
-    respond_json(c, 200, NULL, b.oom ? "{}" : b.p);
-    al_buf_free(&b);
-}
-
 static al_tok_status_t verify_req(admin_conn_t *c, al_principal_t **p, al_verify_info_t *info)
 {
     al_runtime_t *rt = c->a->rt;
+    memset(info, 0, sizeof *info);
     if (!c->req.bearer)
         return AL_TOK_MISSING_TOKEN;
     return al_verify(rt->snap->verifier, c->a->cache, c->req.bearer, c->req.bearer_len, NULL,
                      al_now(), p, info);
+}
+
+static bool in_any(const al_principal_t *p, char **groups, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (al_principal_in_group(p, groups[i]))
+            return true;
+    return false;
+}
+
+static unsigned roles_of(const al_config_t *cfg, const al_principal_t *p)
+{
+    const al_admin_roles_conf_t *r = &cfg->admin.roles;
+    unsigned m = 0;
+    if (in_any(p, r->admin, r->n_admin))
+        m |= ROLE_ADMIN | ROLE_APPROVER | ROLE_AUDITOR;
+    if (in_any(p, r->approver, r->n_approver))
+        m |= ROLE_APPROVER;
+    if (in_any(p, r->auditor, r->n_auditor))
+        m |= ROLE_AUDITOR;
+    return m;
+}
+
+static const char *role_name(unsigned need)
+{
+    return need & ROLE_AUDITOR ? "auditor" : need & ROLE_APPROVER ? "approver" : "admin";
+}
+
+/* Runs c->then once the caller is authenticated and holds c->need. */
+static void run_authed(admin_conn_t *c, al_tok_status_t st, al_principal_t *p)
+{
+    admin_req_t *r = &c->req;
+    if (r->bearer && c->a->bootstrap && r->bearer_len == c->a->bootstrap_len &&
+        al_ct_eq(r->bearer, c->a->bootstrap, r->bearer_len)) {
+        actor_t who = {true, NULL, ROLE_ADMIN | ROLE_APPROVER | ROLE_AUDITOR, "bootstrap"};
+        c->then(c, &who);
+        return;
+    }
+    if (st != AL_TOK_OK) {
+        respond_unauthorized(c, st);
+        return;
+    }
+    actor_t who = {false, p, roles_of(c->a->rt->snap->cfg, p),
+                   p->agent ? p->agent : p->sub};
+    if (c->need && !(who.roles & c->need)) {
+        char d[160];
+        snprintf(d, sizeof d, "this needs the %s role (admin.roles.%s in the config)",
+                 role_name(c->need), role_name(c->need));
+        respond_error(c, 403, "forbidden", d);
+        return;
+    }
+    al_principal_unref(&c->principal);
+    c->principal = al_principal_ref(p);
+    c->then(c, &who);
 }
 
 static void wait_closed(uv_handle_t *h) { AL_UNUSED(h); }
@@ -224,14 +367,16 @@ static void on_keys_fetched(uv_async_t *as)
     al_principal_t *p = NULL;
     al_verify_info_t info;
     al_tok_status_t st = verify_req(c, &p, &info);
-    whoami_finish(c, st, p);
+    run_authed(c, st, p);
     al_principal_unref(&p);
 }
 
 static void wake_async(void *arg) { uv_async_send(arg); }
 
-static void handle_whoami(admin_conn_t *c)
+static void authed(admin_conn_t *c, unsigned need, void (*then)(admin_conn_t *, const actor_t *))
 {
+    c->then = then;
+    c->need = need;
     al_principal_t *p = NULL;
     al_verify_info_t info;
     al_tok_status_t st = verify_req(c, &p, &info);
@@ -246,9 +391,339 @@ static void handle_whoami(admin_conn_t *c)
             return;
         }
     }
-    whoami_finish(c, st, p);
+    run_authed(c, st, p);
     al_principal_unref(&p);
 }
+
+/* ---- /v1/whoami ----------------------------------------------------------------- */
+
+static void whoami_then(admin_conn_t *c, const actor_t *who)
+{
+    al_buf_t b;
+    al_buf_init(&b);
+    if (who->bootstrap)
+        al_buf_puts(&b, "{\"bootstrap\":true}");
+    else
+        al_principal_json(who->p, &b);
+    if (b.len > 1 && !b.oom) {
+        b.len--; /* reopen the object to add the roles */
+        al_buf_puts(&b, ",\"roles\":[");
+        const char *names[] = {"admin", "approver", "auditor"};
+        for (unsigned i = 0, n = 0; i < 3; i++)
+            if (who->roles & (1u << i))
+                al_buf_printf(&b, "%s\"%s\"", n++ ? "," : "", names[i]);
+        al_buf_puts(&b, "]}");
+    }
+    respond_json(c, 200, NULL, b.oom ? "{}" : b.p);
+    al_buf_free(&b);
+}
+
+static void handle_whoami(admin_conn_t *c) { authed(c, ROLE_ANY, whoami_then); }
+
+/* ---- pending work ---------------------------------------------------------------- */
+
+static pend_t *pend_new(admin_conn_t *c)
+{
+    pend_t *pd = al_xcalloc(1, sizeof *pd);
+    pd->c = c;
+    pd->a = c->a;
+    al_buf_init(&pd->body);
+    c->pend = pd;
+    return pd;
+}
+
+static void pend_free(pend_t *pd)
+{
+    al_buf_free(&pd->body);
+    free(pd->query);
+    free(pd);
+}
+
+/* Writer thread: a strict event committed or failed. */
+static void on_audit_done(void *ud, int rc, const char *id, const char *err)
+{
+    pend_t *pd = ud;
+    pd->rc = rc;
+    snprintf(pd->id, sizeof pd->id, "%s", id ? id : "");
+    snprintf(pd->err, sizeof pd->err, "%s", err ? err : "");
+    struct al_admin *a = pd->a;
+    pthread_mutex_lock(&a->done_lock);
+    pd->next = a->done;
+    a->done = pd;
+    bool send = !a->done_closed;
+    if (send)
+        uv_async_send(&a->done_async);
+    pthread_mutex_unlock(&a->done_lock);
+}
+
+static void decide_committed(pend_t *pd);
+
+static void on_audit_done_async(uv_async_t *h)
+{
+    struct al_admin *a = h->data;
+    pthread_mutex_lock(&a->done_lock);
+    pend_t *list = a->done;
+    a->done = NULL;
+    pthread_mutex_unlock(&a->done_lock);
+    while (list) {
+        pend_t *pd = list;
+        list = pd->next;
+        if (pd->c) {
+            pd->c->pend = NULL;
+            decide_committed(pd);
+        }
+        pend_free(pd);
+    }
+}
+
+/* ---- /v1/audit -------------------------------------------------------------------- */
+
+static void audit_query_work(uv_work_t *w)
+{
+    pend_t *pd = w->data;
+    const al_config_t *cfg = pd->a->rt->snap->cfg; /* read-only: the control thread
+                                                     swaps it only after this finishes */
+    AL_UNUSED(cfg);
+    al_audit_store_t *st = NULL;
+    al_audit_opts_t o = {.path = pd->a->rt->snap->cfg->audit.path};
+    if (al_audit_store_open(o.path, &o, true, &st, pd->err, sizeof pd->err) != AL_OK) {
+        pd->status = 503;
+        return;
+    }
+    pd->status = al_audit_query_json(st, &pd->filter, &pd->body, pd->err, sizeof pd->err) ==
+                         AL_OK
+                     ? 200
+                     : 500;
+    al_audit_store_close(&st);
+}
+
+static void audit_query_after(uv_work_t *w, int status)
+{
+    pend_t *pd = w->data;
+    AL_UNUSED(status);
+    admin_conn_t *c = pd->c;
+    if (c) {
+        c->pend = NULL;
+        if (pd->status == 200)
+            respond(c, 200, "application/json", NULL, pd->body.p, pd->body.len);
+        else
+            respond_error(c, pd->status, "audit_unavailable", pd->err);
+    }
+    pend_free(pd);
+}
+
+static void record_admin(admin_conn_t *c, const actor_t *who, const char *action)
+{
+    al_audit_event_t ev;
+    al_audit_event_init(&ev);
+    ev.kind = AL_AUDIT_KIND_ADMIN;
+    ev.protocol = "admin";
+    ev.agent = who->name;
+    if (who->p) {
+        ev.subject = who->p->sub;
+        ev.issuer = who->p->iss;
+        ev.groups = who->p->groups;
+        ev.n_groups = who->p->n_groups;
+    }
+    ev.action = al_str_c(action);
+    ev.decision = "allow";
+    ev.reason = who->bootstrap ? "bootstrap_token" : "role";
+    al_audit_submit_async(c->a->rt->audit, &ev, NULL);
+}
+
+static void audit_then(admin_conn_t *c, const actor_t *who)
+{
+    pend_t *pd = pend_new(c);
+    const char *q = strchr(c->req.target, '?');
+    pd->query = al_xstrdup(q ? q + 1 : "");
+    /* key=value&...; values are taken literally (no percent-decoding needed
+     * for the filter values airlock writes: names, durations, times). */
+    for (char *kv = strtok(pd->query, "&"); kv; kv = strtok(NULL, "&")) {
+        char *eq = strchr(kv, '=');
+        if (!eq || eq == kv)
+            continue;
+        *eq = 0;
+        if (al_audit_filter_set(&pd->filter, kv, eq + 1, al_now(), pd->err, sizeof pd->err) !=
+            AL_OK) {
+            c->pend = NULL;
+            respond_error(c, 400, "bad_filter", pd->err);
+            pend_free(pd);
+            return;
+        }
+    }
+    record_admin(c, who, c->req.target);
+    pd->work.data = pd;
+    if (uv_queue_work(c->a->rt->loop, &pd->work, audit_query_work, audit_query_after) != 0) {
+        c->pend = NULL;
+        respond_error(c, 500, "internal_error", NULL);
+        pend_free(pd);
+    }
+}
+
+static void handle_audit(admin_conn_t *c) { authed(c, ROLE_AUDITOR, audit_then); }
+
+/* ---- /v1/decide ------------------------------------------------------------------- */
+
+/* The policy decision point as an API: an agent (its own bearer token)
+ * asks whether it may run an action on a target. The decision is audited
+ * like any gateway decision; in strict mode the answer is sent only after
+ * the record has committed, and an audit failure refuses the action. */
+static void decide_then(admin_conn_t *c, const actor_t *who)
+{
+    if (who->bootstrap) {
+        respond_error(c, 403, "forbidden", "decisions are for agents: use the agent's token");
+        return;
+    }
+    json_error_t je;
+    json_t *body = json_loadb(c->req.body.p ? c->req.body.p : "", c->req.body.len,
+                              JSON_REJECT_DUPLICATES, &je);
+    const char *target = json_string_value(json_object_get(body, "target"));
+    const char *sql = json_string_value(json_object_get(body, "sql"));
+    const char *http = json_string_value(json_object_get(body, "http"));
+    const char *cmd = json_string_value(json_object_get(body, "cmd"));
+    if (!json_is_object(body) || !target || (!!sql + !!http + !!cmd) != 1) {
+        json_decref(body);
+        respond_error(c, 400, "bad_request",
+                      "send {\"target\": NAME, and one of \"sql\", \"http\" (\"METHOD PATH\") "
+                      "or \"cmd\"}");
+        return;
+    }
+    al_runtime_t *rt = c->a->rt;
+    const al_policy_t *pol = rt->snap->policy;
+    const al_principal_t *p = who->p;
+    al_subject_t subj = {p->agent, p->issuer_name, p->groups, p->n_groups};
+    al_verdict_t v;
+    al_audit_event_t ev;
+    al_audit_event_init(&ev);
+    ev.protocol = "api";
+    ev.target = target;
+    ev.agent = p->agent;
+    ev.subject = p->sub;
+    ev.issuer = p->iss;
+    ev.groups = p->groups;
+    ev.n_groups = p->n_groups;
+    int64_t now = (int64_t)al_now();
+    const char *tables[64];
+    char tbuf[64][160];
+    char *norm = NULL;
+    if (sql) {
+        const al_sql_result_t *r = NULL;
+        al_sql_opts_t o = {.default_function_class = al_policy_target_fn_default(pol, target)};
+        al_sql_classify(c->a->sql, sql, strlen(sql), &o, &r);
+        al_policy_decide_sql(pol, &subj, target, r, now, &v, NULL, 0);
+        ev.action = al_str_c(sql);
+        ev.cls = al_sql_class_name(r->cls);
+        for (size_t i = 0; i < r->n_tables && ev.n_tables < AL_ARRAY_LEN(tables); i++) {
+            const al_sql_table_t *t = &r->tables[i];
+            if (t->schema.len)
+                snprintf(tbuf[ev.n_tables], sizeof tbuf[0], "%.*s.%.*s", (int)t->schema.len,
+                         t->schema.p, (int)t->name.len, t->name.p);
+            else
+                snprintf(tbuf[ev.n_tables], sizeof tbuf[0], "%.*s", (int)t->name.len, t->name.p);
+            tables[ev.n_tables] = tbuf[ev.n_tables];
+            ev.n_tables++;
+        }
+        ev.tables = tables;
+    } else if (http) {
+        const char *sp = strchr(http, ' ');
+        al_str_t tgt = sp ? al_str_c(sp + 1) : al_str_c(""), path, query;
+        size_t cap = tgt.len + 2, plen = 0;
+        const char *perr = NULL;
+        norm = al_xmalloc(cap);
+        if (!sp || al_http_target_split(tgt, &path, &query) != AL_OK)
+            perr = "bad_target";
+        else if (al_http_path_normalize(path.p, path.len, norm, cap, &plen, &perr) == AL_OK)
+            perr = NULL;
+        else if (!perr)
+            perr = "bad_path";
+        if (perr) {
+            memset(&v, 0, sizeof v);
+            v.decision = AL_DECIDE_DENY;
+            v.reason = perr;
+            v.audit = AL_AUDIT_MODE_STRICT;
+        } else {
+            al_action_t act = {.kind = AL_ACTION_HTTP, .target = target,
+                               .method = {http, (size_t)(sp - http)}, .path = {norm, plen},
+                               .now = now};
+            al_policy_decide(pol, &subj, &act, &v);
+        }
+        ev.action = al_str_c(http);
+    } else {
+        al_action_t act = {.kind = AL_ACTION_CMD, .target = target, .cmd = al_str_c(cmd),
+                           .now = now};
+        al_policy_decide(pol, &subj, &act, &v);
+        ev.action = al_str_c(cmd);
+    }
+    ev.decision = al_decision_name(v.decision);
+    ev.rule = v.rule ? v.rule->name : NULL;
+    ev.reason = v.reason;
+
+    pend_t *pd = pend_new(c);
+    al_buf_t *o = &pd->body;
+    al_buf_puts(o, "{\"decision\":");
+    al_buf_json_str(o, ev.decision, strlen(ev.decision));
+    al_buf_puts(o, ",\"rule\":");
+    if (ev.rule)
+        al_buf_json_str(o, ev.rule, strlen(ev.rule));
+    else
+        al_buf_puts(o, "null");
+    al_buf_puts(o, ",\"reason\":");
+    al_buf_json_str(o, ev.reason, strlen(ev.reason));
+    const char *msg = v.rule && v.decision != AL_DECIDE_ALLOW ? v.rule->message : NULL;
+    al_buf_puts(o, ",\"message\":");
+    if (msg)
+        al_buf_json_str(o, msg, strlen(msg));
+    else
+        al_buf_puts(o, "null");
+    if (ev.cls) {
+        al_buf_puts(o, ",\"class\":");
+        al_buf_json_str(o, ev.cls, strlen(ev.cls));
+    }
+    al_buf_puts(o, ",\"masks\":[");
+    for (size_t i = 0; i < v.n_masks; i++) {
+        al_buf_puts(o, i ? "," : "");
+        al_buf_json_str(o, v.masks[i], strlen(v.masks[i]));
+    }
+    al_buf_puts(o, "]");
+    pd->status = 200;
+    const char *serr = NULL;
+    if (v.audit == AL_AUDIT_MODE_ASYNC) {
+        al_audit_submit_async(rt->audit, &ev, pd->id);
+        c->pend = NULL;
+        pd->rc = AL_OK;
+        pd->c = c;
+        decide_committed(pd);
+        pend_free(pd);
+    } else if (al_audit_submit(rt->audit, &ev, on_audit_done, pd, pd->id, &serr) != AL_OK) {
+        /* Refused at once (queue full, closed): fail closed. */
+        c->pend = NULL;
+        al_log(AL_LOG_ERROR, "audit refused a strict event; refusing the action", "error",
+               serr ? serr : "?", NULL);
+        respond_error(c, 503, "audit_unavailable", serr ? serr : "audit log unavailable");
+        pend_free(pd);
+    }
+    free(norm);
+    json_decref(body);
+}
+
+/* Strict record committed (or failed): now answer. */
+static void decide_committed(pend_t *pd)
+{
+    admin_conn_t *c = pd->c;
+    if (pd->rc != AL_OK) {
+        al_log(AL_LOG_ERROR, "audit record not committed; action refused", "error", pd->err,
+               NULL);
+        char d[AL_AUDIT_ERR_SIZE + 128];
+        snprintf(d, sizeof d, "the action was refused because its audit record could not be "
+                              "written: %s", pd->err);
+        respond_error(c, 503, "audit_unavailable", d);
+        return;
+    }
+    al_buf_printf(&pd->body, ",\"audit_id\":\"%s\"}", pd->id);
+    respond(c, 200, "application/json", NULL, pd->body.p, pd->body.len);
+}
+
+static void handle_decide(admin_conn_t *c) { authed(c, ROLE_ANY, decide_then); }
 
 static void dispatch(admin_conn_t *c)
 {
@@ -259,18 +734,22 @@ static void dispatch(admin_conn_t *c)
     if (q)
         *q = '\0';
     static const struct {
-        const char *path;
+        const char *path, *method;
         void (*fn)(admin_conn_t *);
     } routes[] = {
-        {"/healthz", handle_healthz},
-        {"/metrics", handle_metrics},
-        {"/v1/whoami", handle_whoami},
+        {"/healthz", "GET", handle_healthz},
+        {"/metrics", "GET", handle_metrics},
+        {"/v1/whoami", "GET", handle_whoami},
+        {"/v1/audit", "GET", handle_audit},
+        {"/v1/decide", "POST", handle_decide},
     };
     for (size_t i = 0; i < AL_ARRAY_LEN(routes); i++) {
         if (strcmp(r->path, routes[i].path))
             continue;
-        if (strcmp(r->method, "GET")) {
-            respond_json(c, 405, "Allow: GET\r\n", "{\"error\":\"method_not_allowed\"}");
+        if (strcmp(r->method, routes[i].method)) {
+            char allow[64];
+            snprintf(allow, sizeof allow, "Allow: %s\r\n", routes[i].method);
+            respond_json(c, 405, allow, "{\"error\":\"method_not_allowed\"}");
             return;
         }
         routes[i].fn(c);
@@ -288,6 +767,7 @@ static void take_head(admin_conn_t *c, const al_http_head_t *h)
     al_buf_init(&r->body);
     snprintf(r->method, sizeof r->method, "%.*s", (int)h->method.len, h->method.p);
     snprintf(r->path, sizeof r->path, "%.*s", (int)h->target.len, h->target.p);
+    snprintf(r->target, sizeof r->target, "%.*s", (int)h->target.len, h->target.p);
     r->keep_alive = h->keep_alive;
     al_str_t auth = al_http_head_get(h, "authorization");
     r->has_auth = auth.p != NULL;
@@ -373,6 +853,7 @@ static void conn_freed(uv_handle_t *h)
 {
     admin_conn_t *c = h->data;
     req_release(&c->req);
+    al_principal_unref(&c->principal);
     al_buf_free(&c->out);
     free(c->in);
     free(c);
@@ -387,6 +868,14 @@ static void conn_close(admin_conn_t *c)
         al_jwks_entry_cancel_wait(c->wait_entry, wake_async, &c->wait);
         uv_close((uv_handle_t *)&c->wait, wait_closed);
         c->waiting = false;
+        if (c->busy) {
+            c->busy = false;
+            c->a->inflight--;
+        }
+    }
+    if (c->pend) { /* its work finishes without us */
+        c->pend->c = NULL;
+        c->pend = NULL;
         if (c->busy) {
             c->busy = false;
             c->a->inflight--;
@@ -487,6 +976,13 @@ void al_admin_close_all(al_admin_t *a)
     al_admin_stop_accepting(a);
     while (a->conns)
         conn_close(a->conns);
+    pthread_mutex_lock(&a->done_lock);
+    a->done_closed = true;
+    pthread_mutex_unlock(&a->done_lock);
+    if (a->done_async_open) {
+        uv_close((uv_handle_t *)&a->done_async, listener_closed);
+        a->done_async_open = false;
+    }
 }
 
 void al_admin_free(al_admin_t **pa)
@@ -498,6 +994,23 @@ void al_admin_free(al_admin_t **pa)
         uv_close((uv_handle_t *)&a->listener, listener_closed);
         uv_run(a->rt->loop, UV_RUN_NOWAIT);
     }
+    if (a->done_async_open) {
+        pthread_mutex_lock(&a->done_lock);
+        a->done_closed = true;
+        pthread_mutex_unlock(&a->done_lock);
+        uv_close((uv_handle_t *)&a->done_async, listener_closed);
+        uv_run(a->rt->loop, UV_RUN_NOWAIT);
+    }
+    for (pend_t *pd = a->done, *n; pd; pd = n) {
+        n = pd->next;
+        pend_free(pd);
+    }
+    pthread_mutex_destroy(&a->done_lock);
     al_token_cache_free(&a->cache);
+    al_sql_free(&a->sql);
+    if (a->bootstrap) {
+        al_wipe(a->bootstrap, a->bootstrap_len);
+        al_free(&a->bootstrap);
+    }
     al_free(pa);
 }

@@ -12,6 +12,10 @@ typedef struct al_admin al_admin_t;
 
 /* Creates the admin server for rt (not yet listening). */
 al_admin_t *al_admin_new(struct al_runtime *rt);
+/* Loads (creating on first start, mode 0600) the bootstrap admin token at
+ * data_dir/admin-token. It holds every admin role, for local use. Logs and
+ * returns AL_ERR when it cannot. */
+int al_admin_bootstrap(al_admin_t *a, const char *data_dir);
 /* Binds and listens on "host:port". Logs and returns AL_ERR on failure. */
 int al_admin_listen(al_admin_t *a, const char *addr);
 /* Stops accepting new connections (drain). */

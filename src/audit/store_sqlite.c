@@ -196,6 +196,21 @@ static int precreate(const char *path, char *err, size_t cap)
     return AL_OK;
 }
 
+/* True when the directory holding path is on a read-only file system. */
+static bool on_read_only_fs(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    if (n >= sizeof dir)
+        return false;
+    if (n == 0)
+        snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)n, path);
+    return access(dir, W_OK) != 0 && errno == EROFS;
+}
+
 static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
                    al_audit_store_t **out, char *err, size_t cap)
 {
@@ -206,6 +221,11 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
     }
     if (!read_only && precreate(where, err, cap) != AL_OK)
         return AL_ERR;
+    if (read_only && access(where, F_OK) != 0) {
+        snprintf(err, cap, "audit store: cannot open: no audit store at %s (%s)", where,
+                 strerror(errno));
+        return AL_ERR;
+    }
     sq_store_t *s = calloc(1, sizeof *s);
     char *w = al_strndup(where, strlen(where));
     if (!s || !w) {
@@ -224,7 +244,17 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
     /* NOMUTEX: a store handle belongs to one thread at a time (audit.h). */
     int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
                 SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(where, &s->db, flags, NULL);
+    char *uri = NULL;
+    if (read_only && on_read_only_fs(where)) {
+        /* A WAL reader needs to create the -shm file; on read-only media
+         * (say, a forensic copy mounted ro) nothing can change the file, so
+         * open it immutable: no locks, no -shm
+         * (https://www.sqlite.org/uri.html#uriimmutable). */
+        uri = sqlite3_mprintf("file:%s?immutable=1", where);
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(uri ? uri : where, &s->db, flags, NULL);
+    sqlite3_free(uri);
     if (rc != SQLITE_OK) {
         set_err(s, "cannot open", rc, err, cap);
         sq_free(s);

@@ -50,11 +50,12 @@ static int check_row(void *ud, const al_audit_row_t *row)
     if (memcmp(row->prev_hash, v->prev, 32) != 0) {
         if (v->last_seq == 0)
             return broken(v, row, "the first event does not start the chain (prev_hash is not "
-                                  "zero): events before it were deleted, or it was inserted");
+                                  "zero): events before it were deleted, or it was inserted or reordered");
         if (row->seq != v->last_seq + 1)
             return broken(v, row, "prev_hash does not match the hash of the previous event (seq %"
-                                  PRId64 ") and seq jumps from %" PRId64 ": an event was deleted "
-                                  "(or inserted/reordered)", v->last_seq, v->last_seq);
+                                  PRId64 ") and seq jumps from %" PRId64 " to %" PRId64 ": an event "
+                                  "was deleted (or inserted or reordered)", v->last_seq,
+                          v->last_seq, row->seq);
         return broken(v, row, "prev_hash does not match the hash of the previous event (seq %"
                               PRId64 "): an event was deleted, inserted or reordered here",
                       v->last_seq);

@@ -112,8 +112,9 @@ static int cmd_verify(al_audit_store_t *s)
     }
     printf("audit chain BROKEN at event seq %lld (id %s): %s\n", (long long)v.bad_seq,
            v.bad_id[0] ? v.bad_id : "?", v.reason);
-    printf("%llu events before it are intact; their head is %s (%s)\n",
-           (unsigned long long)(v.events - 1), head, s->where);
+    unsigned long long ok = v.events - 1;
+    printf("%llu event%s before it %s intact; their head is %s (%s)\n", ok, ok == 1 ? "" : "s",
+           ok == 1 ? "is" : "are", head, s->where);
     return 1;
 }
 

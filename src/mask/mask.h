@@ -9,15 +9,24 @@
  * what it deliberately does not.
  *
  * How it works: every enabled detector contributes one or more Hyperscan
- * patterns to ONE block-mode database per config snapshot. A pattern is a
- * prefilter: a match only hands an end offset to the detector's validator
- * (src/mask/detectors.c), which finds the value's extent by a bounded scan
- * around that offset and checks it (Luhn, mod-97, SSN area rules, entropy,
- * base64url/JSON, ...). Validators run only on candidates.
+ * patterns to ONE block-mode database per config snapshot. A built-in
+ * pattern is a prefilter: a match only hands an end offset to the
+ * detector's validator (detectors.c), which finds the value's extent by a
+ * bounded scan around that offset and checks it (Luhn, mod-97, SSN area
+ * rules, entropy, base64url header, ...). Validators run only on
+ * candidates. Custom patterns report their own extent (leftmost start).
+ *
+ * Every decision about a value depends only on the value and a bounded
+ * neighbourhood (AL_MASK_CONTEXT bytes before it, AL_MASK_LOOKAHEAD after
+ * it), which is what lets the stream API give byte-for-byte the one-shot
+ * result while holding back at most max_value_len bytes.
  *
  * Threads: an al_mask_engine_t is immutable after al_mask_compile and may be
  * shared by any number of threads. Each thread scans with its own
  * al_mask_scratch_t. An al_mask_stream_t belongs to one connection.
+ *
+ * Fail closed: every entry point returns an al_mask_rc_t; a negative value
+ * means the caller must not forward the original bytes.
  */
 #ifndef AL_MASK_MASK_H
 #define AL_MASK_MASK_H
@@ -53,11 +62,12 @@ typedef enum al_mask_det {
 typedef enum al_mask_style {
     AL_MASK_STYLE_FULL = 0, /* every byte becomes '#': same length */
     AL_MASK_STYLE_LAST4,    /* all but the last 4 ASCII alphanumerics become
-                               '#', separators kept; a value with 4 or fewer
+                               '#', other bytes kept; a value with 4 or fewer
                                alphanumerics is masked entirely */
-    AL_MASK_STYLE_HASH,     /* prefix + first N hex chars of
+    AL_MASK_STYLE_HASH,     /* prefix + first hex_len hex chars of
                                HMAC-SHA256(deployment key, value) */
-    AL_MASK_STYLE_DROP,     /* the value is removed (empty output) */
+    AL_MASK_STYLE_DROP,     /* the value is removed (empty output; a whole
+                               column value becomes NULL: AL_MASK_DROPPED) */
     AL_MASK_STYLE__COUNT
 } al_mask_style_t;
 
@@ -65,11 +75,11 @@ typedef enum al_mask_style {
  * AL_MASK_DET_CUSTOM, "none" otherwise). Static string. */
 const char *al_mask_det_name(al_mask_det_t det);
 /* Kind for a config name, or AL_MASK_DET_NONE when it names no built-in
- * ("custom" is not a built-in name). */
+ * ("custom" is not a built-in name). name may be NULL. */
 al_mask_det_t al_mask_det_from_name(const char *name);
-/* "full", "last4", "hash", "drop". Static string. */
+/* "full", "last4", "hash", "drop" ("?" when out of range). Static string. */
 const char *al_mask_style_name(al_mask_style_t style);
-/* Returns AL_OK and sets *out, or AL_ERR for an unknown name. */
+/* Returns AL_OK and sets *out, or AL_ERR for an unknown (or NULL) name. */
 int al_mask_style_from_name(const char *name, al_mask_style_t *out);
 
 /* ---- results and errors ---------------------------------------------- */
@@ -78,19 +88,19 @@ int al_mask_style_from_name(const char *name, al_mask_style_t *out);
  * successes; negative values are errors and mean: do not forward the
  * original bytes (fail closed). */
 typedef enum al_mask_rc {
-    AL_MASK_OK = 0,      /* success; a masking call found nothing and left
+    AL_MASK_OK = 0,      /* success; a one-shot call found nothing and left
                             `out` untouched: forward the original bytes */
     AL_MASK_MASKED = 1,  /* `out` holds the rewritten bytes */
     AL_MASK_DROPPED = 2, /* al_mask_field / al_mask_value only: the whole
-                            value was dropped; `out` is empty and the caller
-                            may send NULL for a column */
+                            value was dropped; nothing was appended to `out`
+                            and the caller sends NULL for a column */
     AL_MASK_E_NOMEM = -1,
     AL_MASK_E_INVALID = -2,          /* NULL argument, bad size or bad option */
     AL_MASK_E_UNKNOWN_DETECTOR = -3, /* rule names no built-in and has no pattern */
-    AL_MASK_E_DUPLICATE = -4,        /* two rules (or columns) with one name */
+    AL_MASK_E_DUPLICATE = -4,        /* two rules (or two column globs) with one name */
     AL_MASK_E_BAD_NAME = -5,         /* custom name not [a-z0-9_]{1,64} or a built-in name */
     AL_MASK_E_BAD_PATTERN = -6,      /* Hyperscan refused a custom pattern */
-    AL_MASK_E_UNBOUNDED = -7,        /* custom pattern longer than max_value_len */
+    AL_MASK_E_UNBOUNDED = -7,        /* custom pattern can match more than the value cap */
     AL_MASK_E_BAD_STYLE = -8,        /* style out of range */
     AL_MASK_E_HASH_KEY = -9,         /* hash style without a key of >= 16 bytes */
     AL_MASK_E_TOO_MANY = -10,        /* more than AL_MASK_MAX_CUSTOM custom rules */
@@ -105,53 +115,75 @@ const char *al_mask_strerror(al_mask_rc_t rc);
 /* ---- configuration ------------------------------------------------------ */
 
 #define AL_MASK_MAX_CUSTOM 64
+#define AL_MASK_MAX_COLUMNS 1024
 #define AL_MASK_MAX_VALUE_DEFAULT 16384u
-#define AL_MASK_MAX_VALUE_MIN 512u
+#define AL_MASK_MAX_VALUE_MIN 1024u
 #define AL_MASK_MAX_VALUE_MAX (1024u * 1024u)
 #define AL_MASK_HASH_KEY_MIN 16u
 #define AL_MASK_HASH_HEX_DEFAULT 16u
+#define AL_MASK_HASH_HEX_MIN 8u
+#define AL_MASK_HASH_HEX_MAX 64u
 #define AL_MASK_HASH_PREFIX_DEFAULT "h:"
 #define AL_MASK_HASH_PREFIX_MAX 16u
+/* Bytes before a value that a decision may depend on (a key name, a
+ * boundary), and bytes after it. */
+#define AL_MASK_CONTEXT 256u
+#define AL_MASK_LOOKAHEAD 32u
+/* The longest value reported for a given max_value_len: half of it, less
+ * the lookahead (a stream must see a value and its lookahead whole while
+ * holding back at most max_value_len bytes; the other half is what it can
+ * emit per scan, which keeps the cost per byte bounded for tiny chunks). */
+#define AL_MASK_VALUE_CAP(max_value_len) ((max_value_len) / 2u - AL_MASK_LOOKAHEAD)
 
 /* One detector to enable: a built-in by name (pattern NULL), or a custom
  * detector (name of the rule, pattern = a Hyperscan-compatible PCRE
- * subset: no backreferences or lookaround; its longest possible match must
- * be bounded by max_value_len, so write {m,n} rather than + or *). */
+ * subset: no backreferences or lookaround; it must not match the empty
+ * string and its longest possible match must fit AL_MASK_VALUE_CAP, so
+ * write {m,n} rather than + or *). A custom pattern should not match '#'
+ * runs, or masked output would be masked again by it. */
 typedef struct al_mask_rule {
     const char *name;
     const char *pattern;
     al_mask_style_t style;
 } al_mask_rule_t;
 
-/* A column masked as a whole, regardless of detectors (al_mask_field). */
+/* A column masked as a whole, regardless of detectors (al_mask_field).
+ * name is a glob compared ASCII case-insensitively: '*' matches any run of
+ * bytes, '?' one byte, everything else itself ("*_ssn", "card?number",
+ * "users.email" when the caller passes qualified names). The first rule in
+ * config order that matches wins. */
 typedef struct al_mask_column {
-    const char *name; /* compared ASCII case-insensitively */
+    const char *name;
     al_mask_style_t style;
 } al_mask_column_t;
 
 /* Everything al_mask_compile needs. Borrowed for the call only: the engine
- * copies what it keeps (names, patterns, key). */
+ * copies what it keeps (names, patterns, globs, key). */
 typedef struct al_mask_config {
     const al_mask_rule_t *rules;
     size_t n_rules;
     const al_mask_column_t *columns;
     size_t n_columns;
     /* Per-deployment HMAC key; required (>= 16 bytes) when any rule or
-     * column uses the hash style. */
+     * column uses the hash style. May be given without any hash rule
+     * (al_mask_value can then hash). */
     const uint8_t *hash_key;
     size_t hash_key_len;
-    const char *hash_prefix; /* NULL = AL_MASK_HASH_PREFIX_DEFAULT; <= 16 bytes */
-    unsigned hash_hex_len;   /* 0 = AL_MASK_HASH_HEX_DEFAULT; 8..64 */
-    /* Longest value a detector reports (JWTs, bearer and API keys and PEM
-     * blocks longer than this are masked up to it). Sets the streaming
-     * hold-back. 0 = AL_MASK_MAX_VALUE_DEFAULT; 512..1 MiB. */
+    /* NULL = AL_MASK_HASH_PREFIX_DEFAULT; <= 16 printable ASCII bytes other
+     * than '"' and '\\' (it lands inside JSON strings). */
+    const char *hash_prefix;
+    unsigned hash_hex_len; /* 0 = AL_MASK_HASH_HEX_DEFAULT; 8..64 */
+    /* The most a stream holds back. Values longer than
+     * AL_MASK_VALUE_CAP(max_value_len) (JWTs, bearer and API keys, PEM
+     * blocks) are masked up to that length. 0 = AL_MASK_MAX_VALUE_DEFAULT;
+     * AL_MASK_MAX_VALUE_MIN..AL_MASK_MAX_VALUE_MAX. */
     size_t max_value_len;
 } al_mask_config_t;
 
 typedef struct al_mask_engine al_mask_engine_t;
 
 /* Compiles cfg into an engine (refs = 1). On error returns a negative code,
- * leaves *out NULL, and, if detail is non-NULL, appends a message naming
+ * leaves *out NULL, and, if detail is non-NULL, appends one line naming
  * the rule and saying how to fix it, e.g.
  *   custom detector "acct": Hyperscan: Invalid repeat at index 3. */
 al_mask_rc_t al_mask_compile(const al_mask_config_t *cfg, al_mask_engine_t **out,
@@ -161,11 +193,16 @@ al_mask_engine_t *al_mask_engine_ref(al_mask_engine_t *e);
 /* Drops a reference and clears *e; the last one frees the engine (and
  * wipes its key). Accepts a pointer to NULL. */
 void al_mask_engine_unref(al_mask_engine_t **e);
-/* Number of enabled rules and the name of rule i (borrowed from e). */
+/* Number of enabled rules and the name of rule i (borrowed from e; NULL
+ * when i is out of range). Rule i is cfg->rules[i]. */
 size_t al_mask_engine_rules(const al_mask_engine_t *e);
 const char *al_mask_engine_rule_name(const al_mask_engine_t *e, size_t i);
-/* Longest value the engine reports (its max_value_len). */
+/* The engine's max_value_len (stream hold-back bound). */
 size_t al_mask_engine_max_value(const al_mask_engine_t *e);
+/* True when a column rule matches column; sets *style (may be NULL) to
+ * the first matching rule's style. Lets a gateway decide on NULL for a
+ * dropped column before reading the value. */
+bool al_mask_column_style(const al_mask_engine_t *e, al_str_t column, al_mask_style_t *style);
 
 /* ---- per-thread scratch ---------------------------------------------- */
 
@@ -173,10 +210,12 @@ typedef struct al_mask_scratch al_mask_scratch_t;
 
 /* Allocates *s for e when *s is NULL, or grows an existing scratch so it
  * also fits e (after a reload). A scratch fits every engine it was
- * allocated for. Not thread-safe for one scratch. */
+ * allocated for. Not thread-safe for one scratch. Startup/reload path:
+ * allocates. */
 al_mask_rc_t al_mask_scratch_alloc(const al_mask_engine_t *e, al_mask_scratch_t **s);
-/* A copy of s for another thread (hs_clone_scratch). */
+/* A copy of s for another thread, fitting the same engines. */
 al_mask_rc_t al_mask_scratch_clone(const al_mask_scratch_t *s, al_mask_scratch_t **out);
+/* Frees *s and clears it. Accepts a pointer to NULL. */
 void al_mask_scratch_free(al_mask_scratch_t **s);
 
 /* ---- masking ------------------------------------------------------------ */
@@ -201,131 +240,90 @@ typedef struct al_mask_match {
  * matched (the no-match path neither allocates nor copies). stats may be
  * NULL. Overlaps: values are taken in order of start, then longest, then
  * lowest kind/rule; a value overlapping one already taken is masked only
- * from that one's end (so no byte any validator claimed is left
- * unmasked). */
+ * from that one's end, so every byte any validator claimed is masked.
+ * On error out is restored to its length at the call. */
 al_mask_rc_t al_mask_buffer(const al_mask_engine_t *e, al_mask_scratch_t *s,
                             const char *in, size_t len, al_buf_t *out,
                             al_mask_stats_t *stats);
 
 /* The values masked by the last al_mask_buffer or al_mask_field call on s,
  * ordered by start, non-overlapping (offsets after overlap clipping).
- * Borrowed from s: valid until the next call with s. */
+ * Borrowed from s: valid until the next call with s. Other calls (body,
+ * stream) leave it unspecified. */
 const al_mask_match_t *al_mask_scratch_matches(const al_mask_scratch_t *s, size_t *n);
 
-/* Masks one database field. column (may be {NULL,0}) is the column name:
- *  1. a column listed in the config is masked whole by its style;
+/* Masks one database field (e.g. a PostgreSQL DataRow text value).
+ * column (may be {NULL,0}) is the column name:
+ *  1. a column matching a column rule is masked whole by its style;
  *  2. a key-like column name is context for detectors that need one: a
- *     value of a column named like ssn/social_security_number is tested
- *     whole as an SSN (9 digits allowed), like api_key/secret/token/password
- *     as an API key, like aws_secret_access_key as an AWS secret key;
+ *     value of a column named like ssn / social_security_number is tested
+ *     whole as an SSN (9 bare digits allowed), a column ending in
+ *     secret_access_key as an AWS secret key, one ending in
+ *     password/passwd/pwd is masked whole when non-empty, one ending in
+ *     api_key/secret/token/... when the value looks like a secret; each by
+ *     that detector's rule style (only when the detector is enabled);
  *  3. otherwise the value is scanned as al_mask_buffer does.
  * Returns AL_MASK_OK (untouched), AL_MASK_MASKED, AL_MASK_DROPPED (the whole
- * value was dropped) or an error. */
+ * value was dropped: send NULL) or an error. */
 al_mask_rc_t al_mask_field(const al_mask_engine_t *e, al_mask_scratch_t *s, al_str_t column,
                            const char *in, size_t len, al_buf_t *out, al_mask_stats_t *stats);
 
 /* Masks the whole value by style, no detector involved (column masking).
  * Uses e only for the hash key and format. Returns AL_MASK_MASKED,
- * AL_MASK_DROPPED (style drop), or an error (AL_MASK_E_HASH_KEY when the
- * engine has no key). */
+ * AL_MASK_DROPPED (style drop, out untouched), or an error
+ * (AL_MASK_E_HASH_KEY when the engine has no key). */
 al_mask_rc_t al_mask_value(const al_mask_engine_t *e, al_mask_style_t style,
                            const char *in, size_t len, al_buf_t *out);
+
+/* Masks an HTTP message body by its Content-Type (media type compared
+ * case-insensitively, parameters ignored, RFC 9110 §8.3.1):
+ *  - application/json and application/<x>+json (RFC 6839 §3.1): values
+ *    are masked inside string tokens only, escape-aware (a string holding
+ *    escapes is decoded, scanned with its key as context, and re-escaped),
+ *    and a JSON number that holds a value (a card number) becomes a
+ *    string of its masked form, so valid JSON stays valid JSON. A body
+ *    with bytes that cannot appear outside JSON strings is masked as text.
+ *  - application/x-www-form-urlencoded: values are percent-decoded,
+ *    masked and re-encoded (WHATWG URL §5); names are left alone.
+ *  - text/<any>, and a missing/empty content type: masked as al_mask_buffer.
+ *  - any other type: passed through (AL_MASK_OK, out untouched).
+ * Returns AL_MASK_OK (forward the original), AL_MASK_MASKED (forward out)
+ * or an error (forward nothing). The body must be whole and decoded
+ * (no Content-Encoding, no chunk framing). */
+al_mask_rc_t al_mask_http_body(const al_mask_engine_t *e, al_mask_scratch_t *s,
+                               al_str_t content_type, const char *body, size_t len,
+                               al_buf_t *out, al_mask_stats_t *stats);
 
 /* ---- streaming ------------------------------------------------------------ */
 
 /* Streaming masks a byte stream fed in arbitrary chunks with the same
  * result as al_mask_buffer on the concatenation of the chunks between two
- * flushes. It holds back the last max_value_len + 64 bytes (a value that
- * starts there may still be incomplete) and keeps 256 bytes of already
- * emitted text as left context. Bytes are emitted when the window is full;
- * al_mask_stream_flush emits the rest at a message boundary. */
+ * flushes. After every feed at most max_value_len bytes are held back (a
+ * value starting there may still be incomplete); AL_MASK_CONTEXT bytes of
+ * already emitted text are kept as left context. al_mask_stream_flush
+ * emits the rest at a message boundary. */
 typedef struct al_mask_stream al_mask_stream_t;
 
 /* Opens a stream on e (takes a reference). window is the buffer size in
- * bytes: 0 = default (64 KiB or 4 x (hold-back + context), whichever is
- * larger); smaller values are raised to 2 x (hold-back + context) + 1. The
- * window is the only allocation: feeding never allocates except to grow out. */
+ * bytes: 0 = default (256 KiB or 4 x (max_value_len + context), whichever
+ * is larger); smaller values are raised to 2 x (max_value_len + context).
+ * The window is the only allocation: feeding never allocates except to
+ * grow out and, when something is found, the scratch's match list. */
 al_mask_rc_t al_mask_stream_open(al_mask_engine_t *e, size_t window, al_mask_stream_t **out);
-/* Feeds a chunk; appends to out whatever can be emitted. Returns AL_MASK_OK
- * or AL_MASK_MASKED (something was masked in what was emitted), or an error
- * (the stream is then unusable: close the connection). */
+/* Feeds a chunk; appends to out whatever can be emitted (raw or masked:
+ * unlike al_mask_buffer, a stream always writes what it emits to out).
+ * Returns AL_MASK_OK (nothing masked in what was emitted), AL_MASK_MASKED,
+ * or an error (the stream is then unusable: close the connection). */
 al_mask_rc_t al_mask_stream_feed(al_mask_stream_t *st, al_mask_scratch_t *s, const char *chunk,
                                  size_t len, al_buf_t *out, al_mask_stats_t *stats);
 /* Emits everything held: the flush point ends any value (a message
- * boundary). The stream can be fed again afterwards. */
+ * boundary). The stream can be fed again afterwards, as a new text. */
 al_mask_rc_t al_mask_stream_flush(al_mask_stream_t *st, al_mask_scratch_t *s, al_buf_t *out,
                                   al_mask_stats_t *stats);
-/* Bytes currently held back. */
+/* Bytes fed but not yet emitted (never more than max_value_len after a
+ * feed returns). */
 size_t al_mask_stream_pending(const al_mask_stream_t *st);
+/* Frees *st (dropping its engine reference) and clears it. Accepts NULL. */
 void al_mask_stream_free(al_mask_stream_t **st);
-
-/* ---- internal: shared by src/mask/*.c and white-box tests ---------------- */
-
-/* The text a validator looks at. */
-typedef struct al__mask_text {
-    const uint8_t *p;
-    size_t len;
-    size_t max_value; /* cap on a value's length */
-} al__mask_text_t;
-
-/* What a validator found for a prefilter match ending at `to`. */
-typedef struct al__mask_hit {
-    size_t vs, ve;        /* the value [vs, ve) when the validator accepts */
-    size_t lo;            /* lowest offset the decision depended on; 0 means
-                             it ran into the start of the text */
-    size_t skip_s, skip_e; /* later matches of the same pattern ending in
-                              (skip_s, skip_e] would get the same answer */
-} al__mask_hit_t;
-
-typedef bool (*al__mask_check_fn)(const al__mask_text_t *t, size_t to, al__mask_hit_t *h);
-
-/* One Hyperscan pattern of a built-in detector. */
-typedef struct al__mask_pattern {
-    al_mask_det_t det;
-    const char *re;
-    al__mask_check_fn check;
-} al__mask_pattern_t;
-
-/* The built-in pattern table (detectors.c). */
-extern const al__mask_pattern_t al__mask_patterns[];
-extern const size_t al__mask_n_patterns;
-
-/* Validators (validate.c). */
-bool al__mask_luhn(const uint8_t *digits, size_t n); /* ASCII digits */
-bool al__mask_card_iin(const uint8_t *digits, size_t n);
-bool al__mask_ssn_ok(const uint8_t area[3], const uint8_t group[2], const uint8_t serial[4]);
-/* IBAN: chars without spaces, uppercase letters and digits. */
-bool al__mask_iban_ok(const uint8_t *s, size_t n);
-double al__mask_entropy(const uint8_t *s, size_t n); /* Shannon, bits per byte */
-/* True for a secret-looking value: >= 16 bytes, all "value" characters,
- * entropy >= AL__MASK_MIN_ENTROPY, not a placeholder. */
-bool al__mask_secret_value_ok(const uint8_t *s, size_t n);
-#define AL__MASK_MIN_ENTROPY 3.0
-#define AL__MASK_SECRET_MIN 16u
-/* Parses an IPv4 dotted quad exactly spanning s[0..n). */
-bool al__mask_ipv4_ok(const uint8_t *s, size_t n);
-/* Parses an IPv6 address (RFC 4291 §2.2) exactly spanning s[0..n). */
-bool al__mask_ipv6_ok(const uint8_t *s, size_t n);
-/* True for a byte that may appear in an API key / password value. */
-bool al__mask_is_value_char(uint8_t c);
-
-/* Styles (style.c): appends the masked form of v to out. The engine
- * supplies the hash key and format. */
-typedef struct al__mask_hash_cfg {
-    const uint8_t *key;
-    size_t key_len;
-    const char *prefix;
-    size_t prefix_len;
-    unsigned hex_len;
-} al__mask_hash_cfg_t;
-int al__mask_apply_style(al_mask_style_t style, const al__mask_hash_cfg_t *h, const uint8_t *v,
-                         size_t n, al_buf_t *out);
-
-/* Whole-value checks for key-like column names (detectors.c). */
-bool al__mask_ssn_whole(const uint8_t *s, size_t n);
-bool al__mask_aws_secret_whole(const uint8_t *s, size_t n);
-/* Which kind a column name is context for: AL_MASK_DET_US_SSN,
- * AL_MASK_DET_AWS_KEY, AL_MASK_DET_API_KEY or AL_MASK_DET_NONE. */
-al_mask_det_t al__mask_column_kind(al_str_t column);
 
 #endif

@@ -4,7 +4,7 @@
  * functions over bytes; no allocation. */
 #include <math.h>
 
-#include "mask/mask.h"
+#include "mask/mask_int.h"
 
 static bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
 static bool is_upper(uint8_t c) { return c >= 'A' && c <= 'Z'; }
@@ -127,8 +127,7 @@ static const struct {
     {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
 };
 
-/* Registered IBAN length for the country code at s[0..2), or 0. */
-static size_t iban_country_len(const uint8_t *s)
+size_t al__mask_iban_country_len(const uint8_t *s)
 {
     for (size_t i = 0; i < AL_ARRAY_LEN(iban_lens); i++)
         if (iban_lens[i].cc[0] == (char)s[0] && iban_lens[i].cc[1] == (char)s[1])
@@ -141,7 +140,7 @@ static size_t iban_country_len(const uint8_t *s)
 bool al__mask_iban_ok(const uint8_t *s, size_t n)
 {
     if (n < 15 || n > 34 || !is_upper(s[0]) || !is_upper(s[1]) || !is_digit(s[2]) ||
-        !is_digit(s[3]) || iban_country_len(s) != n)
+        !is_digit(s[3]) || al__mask_iban_country_len(s) != n)
         return false;
     int cd = (s[2] - '0') * 10 + (s[3] - '0');
     if (cd < 2 || cd > 98)
@@ -183,6 +182,7 @@ bool al__mask_is_value_char(uint8_t c)
     if (c < 0x21 || c > 0x7e)
         return false;
     switch (c) {
+    case '#': /* the mask character: masked output never reads as a secret */
     case '"': case '\'': case '\\': case '`': case '&': case ',': case ';':
     case '<': case '>': case '(': case ')': case '[': case ']': case '{': case '}':
         return false;
@@ -231,7 +231,7 @@ bool al__mask_secret_value_ok(const uint8_t *s, size_t n)
      * "refresh_token_expired" does not. Long values pass on entropy alone. */
     if ((int)lower + (int)upper + (int)digit < 2 && n < 32)
         return false;
-    if (is_placeholder(s, n))
+    if (is_placeholder(s, n) || contains_ci(s, n, "://"))
         return false;
     return al__mask_entropy(s, n) >= AL__MASK_MIN_ENTROPY;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "audit/audit.h"
 #include "policy/policy.h"
 #include "runtime/runtime.h"
 
@@ -134,6 +135,8 @@ static void reload(al_runtime_t *rt)
         return;
     }
     al_config_errors_free(&errs);
+    if (strcmp(cfg->audit.path, rt->snap->cfg->audit.path))
+        al_log(AL_LOG_WARN, "audit.path takes effect only at restart", NULL);
     if (strcmp(cfg->server.admin_listen, rt->snap->cfg->server.admin_listen) ||
         strcmp(cfg->server.data_dir, rt->snap->cfg->server.data_dir) ||
         cfg->server.workers != rt->snap->cfg->server.workers)
@@ -239,7 +242,21 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
     al_jwks_mgr_start(rt.jwks);
 
     int rc = 1;
+    char aerr[AL_AUDIT_ERR_SIZE];
+    al_audit_opts_t ao = {.path = cfg->audit.path,
+                          .max_action_bytes = (size_t)cfg->audit.max_action_bytes,
+                          .commit_timeout = cfg->audit.commit_timeout,
+                          .flush_interval = cfg->audit.flush_interval,
+                          .queue_capacity = (size_t)cfg->audit.queue_size};
+    if (al_audit_open(&ao, &rt.audit, aerr, sizeof aerr) != AL_OK) {
+        /* Fail closed: no gateway without its audit log. */
+        al_log(AL_LOG_ERROR, "cannot open the audit store; not starting", "path",
+               cfg->audit.path, "error", aerr, NULL);
+        goto out;
+    }
     rt.admin = al_admin_new(&rt);
+    if (al_admin_bootstrap(rt.admin, cfg->server.data_dir) != AL_OK)
+        goto out;
     if (al_admin_listen(rt.admin, cfg->server.admin_listen) != AL_OK)
         goto out;
     if (workers_start(&rt) != AL_OK) {
@@ -264,11 +281,18 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
     al_log(AL_LOG_INFO, "airlock stopped", NULL);
     rc = 0;
 out:
-    al_admin_free(&rt.admin);
     if (rc != 0 && rt.workers) {
         workers_post(&rt, NULL, true);
         workers_join(&rt);
     }
+    if (rc != 0 && rt.admin) {
+        al_admin_close_all(rt.admin);
+        uv_run(rt.loop, UV_RUN_NOWAIT);
+    }
+    /* Commits what is queued; strict callbacks reach the admin's queue,
+     * which is freed next without a loop to answer on. */
+    al_audit_close(&rt.audit);
+    al_admin_free(&rt.admin);
     uv_loop_close(rt.loop);
     al_jwks_mgr_free(&rt.jwks);
     al_snapshot_unref(&rt.snap);

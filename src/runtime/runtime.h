@@ -58,6 +58,7 @@ typedef struct al_runtime {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
     struct al_admin *admin;
+    struct al_audit *audit;        /* the audit writer (strict and async events) */
     int exit_code;
 } al_runtime_t;
 

@@ -177,6 +177,17 @@ class Gateway:
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read().decode()
 
+    def post(self, path, body, token=None, timeout=10):
+        req = urllib.request.Request(self.admin + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        if token is not None:
+            req.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read().decode())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read().decode() or "null")
+
     def whoami(self, token):
         st, hdrs, body = self.get("/v1/whoami", token)
         return st, hdrs, json.loads(body) if body else None

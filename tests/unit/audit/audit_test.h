@@ -5,6 +5,7 @@
 #define AL_AUDIT_TEST_H
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -414,8 +414,8 @@ static void test_names(void **s)
     assert_string_equal(err, "unknown time zone 'Europe/Paris/x'");
 
     static const char *invalid[] = {
-        "",   "../etc/passwd", "Europe/../../etc/passwd", "/etc/localtime", "/usr/share/zoneinfo/UTC",
-        "Europe//Paris", "Europe/", "Europe/Paris\n", "Europe Paris", "zone.tab",
+        "",   "../etc/passwd", "Europe/../../etc/passwd", "/etc/localtime",
+        "/usr/share/zoneinfo/UTC", "Europe//Paris", "Europe/", "Europe/Paris\n", "Europe Paris", "zone.tab",
         "Europe/Paris;rm", "Europe\\Paris", "..", "Europe/..",
     };
     for (size_t i = 0; i < AL_ARRAY_LEN(invalid); i++) {
