@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "policy/policy.h"
@@ -14,16 +15,18 @@ static void usage(FILE *f)
 {
     fputs("usage: airlock policy explain -c FILE (--agent NAME | --token TOKEN) --target NAME\n"
           "                              (--sql TEXT | --http \"METHOD PATH\" | --cmd TEXT)\n"
-          "                              [--host HOST]\n\n"
+          "                              [--host HOST] [--at TIME]\n\n"
           "Prints the decision for one action as JSON: decision, rule, reason,\n"
           "statements (class, tables, functions, each statement's decision), masks.\n"
-          "It runs the gateway's own classifier and policy engine.\n\n"
+          "It runs the gateway's own classifier and policy engine.\n"
+          "--at decides as of TIME (RFC 3339, like 2026-11-24T10:00:00Z or\n"
+          "2026-11-24T10:00:00+01:00) instead of now, to check time windows.\n\n"
           "exit status: 0 allow, 3 deny, 4 approve, 2 usage or config error\n",
           f);
 }
 
 typedef struct args {
-    const char *cfg, *agent, *token, *target, *sql, *http, *cmd, *host;
+    const char *cfg, *agent, *token, *target, *sql, *http, *cmd, *host, *at;
 } args_t;
 
 static int parse(int argc, char **argv, args_t *a)
@@ -37,7 +40,7 @@ static int parse(int argc, char **argv, args_t *a)
         {"--agent", offsetof(args_t, agent)},  {"--token", offsetof(args_t, token)},
         {"--target", offsetof(args_t, target)}, {"--sql", offsetof(args_t, sql)},
         {"--http", offsetof(args_t, http)},    {"--cmd", offsetof(args_t, cmd)},
-        {"--host", offsetof(args_t, host)},
+        {"--host", offsetof(args_t, host)},    {"--at", offsetof(args_t, at)},
     };
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
@@ -147,6 +150,37 @@ static void stmts_json(al_buf_t *b, const char *sql, const al_sql_result_t *r,
 
 #define MAX_STMTS 256
 
+/* RFC 3339 date-time (§5.6) to unix seconds; fractions are ignored. */
+static int parse_rfc3339(const char *s, int64_t *out)
+{
+    struct tm tm = {0};
+    char *rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!rest)
+        rest = strptime(s, "%Y-%m-%dt%H:%M:%S", &tm);
+    if (!rest)
+        return AL_ERR;
+    if (*rest == '.') {
+        rest++;
+        if (*rest < '0' || *rest > '9')
+            return AL_ERR;
+        while (*rest >= '0' && *rest <= '9')
+            rest++;
+    }
+    long off = 0;
+    if ((*rest == 'Z' || *rest == 'z') && !rest[1]) {
+        off = 0;
+    } else if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
+        int hh = atoi(rest + 1), mm = atoi(rest + 4);
+        if (hh > 23 || mm > 59)
+            return AL_ERR;
+        off = (hh * 3600L + mm * 60L) * (*rest == '-' ? -1 : 1);
+    } else {
+        return AL_ERR;
+    }
+    *out = (int64_t)timegm(&tm) - off;
+    return AL_OK;
+}
+
 static int explain(const args_t *a, al_config_t *cfg)
 {
     al_config_errors_t errs;
@@ -197,6 +231,11 @@ static int explain(const args_t *a, al_config_t *cfg)
 
     al_verdict_t v;
     int64_t now = (int64_t)al_now();
+    if (a->at && parse_rfc3339(a->at, &now) != AL_OK) {
+        fprintf(stderr, "airlock policy explain: --at '%s' is not an RFC 3339 time like "
+                        "2026-11-24T10:00:00Z\n", a->at);
+        goto out;
+    }
     al_buf_puts(&b, "{");
     if (a->sql) {
         al_sql_t *sq = al_sql_new(&(al_sql_config_t){.no_cache = true});

@@ -49,7 +49,7 @@ def test_enough_sql_cases():
 def test_case(configs, f, config, case):
     cfg = configs(f, config)
     args = ["policy", "explain", "-c", cfg, "--agent", case["agent"], "--target", case["target"]]
-    for k in ("sql", "http", "cmd", "host"):
+    for k in ("sql", "http", "cmd", "host", "at"):
         if k in case:
             args += [f"--{k}", case[k]]
     r = run(args)
