@@ -121,17 +121,11 @@ static size_t cut_len(const char *s, size_t len, size_t max)
     return n;
 }
 
-static size_t str_size(const char *s, size_t max)
-{
-    return s ? cut_len(s, strnlen(s, max + 1), max) + 1 : 0;
-}
-
-/* Copies s (cut) to *w, advancing it; returns the copy or NULL. */
-static const char *put(char **w, const char *s, size_t max)
+/* Copies n bytes of s and a NUL to *w, advancing it; returns the copy. */
+static const char *put(char **w, const char *s, size_t n)
 {
     if (!s)
         return NULL;
-    size_t n = cut_len(s, strnlen(s, max + 1), max);
     char *d = *w;
     memcpy(d, s, n);
     d[n] = '\0';
@@ -139,24 +133,40 @@ static const char *put(char **w, const char *s, size_t max)
     return d;
 }
 
-/* One allocation holding the item, the two pointer arrays and every string. */
+static size_t field_len(const char *s, size_t max)
+{
+    return s ? cut_len(s, strnlen(s, max + 1), max) : 0;
+}
+
+enum { F_KIND, F_SESSION, F_AGENT, F_SUBJECT, F_ISSUER, F_TARGET, F_PROTOCOL, F_CLASS,
+       F_DECISION, F_RULE, F_REASON, F_APPROVAL, F_REF, F_STATUS, F_ERROR, F__COUNT };
+
+/* One allocation holding the item, the two pointer arrays and every string.
+ * Each length is measured once (strnlen bounded by the cap) and reused. */
 static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
 {
     size_t max = a->o.max_action_bytes;
-    const char *kind = ev->kind ? ev->kind : AL_AUDIT_KIND_DECISION;
-    const char *const strs[] = {kind, ev->session_id, ev->agent, ev->subject, ev->issuer,
-                                ev->target, ev->protocol, ev->cls, ev->decision, ev->rule,
-                                ev->reason, ev->approval_id, ev->ref_id, ev->status, ev->error};
+    const char *const strs[F__COUNT] = {
+        [F_KIND] = ev->kind ? ev->kind : AL_AUDIT_KIND_DECISION,
+        [F_SESSION] = ev->session_id, [F_AGENT] = ev->agent, [F_SUBJECT] = ev->subject,
+        [F_ISSUER] = ev->issuer, [F_TARGET] = ev->target, [F_PROTOCOL] = ev->protocol,
+        [F_CLASS] = ev->cls, [F_DECISION] = ev->decision, [F_RULE] = ev->rule,
+        [F_REASON] = ev->reason, [F_APPROVAL] = ev->approval_id, [F_REF] = ev->ref_id,
+        [F_STATUS] = ev->status, [F_ERROR] = ev->error,
+    };
+    size_t lens[F__COUNT], glen[AL_AUDIT_MAX_LIST], tlen[AL_AUDIT_MAX_LIST];
     size_t ng = AL_MIN(ev->n_groups, (size_t)AL_AUDIT_MAX_LIST);
     size_t nt = AL_MIN(ev->n_tables, (size_t)AL_AUDIT_MAX_LIST);
     size_t alen = ev->action.p ? cut_len(ev->action.p, ev->action.len, max) : 0;
     size_t size = sizeof(item_t) + (ng + nt) * sizeof(char *);
-    for (size_t i = 0; i < AL_ARRAY_LEN(strs); i++)
-        size += str_size(strs[i], max);
+    for (size_t i = 0; i < F__COUNT; i++) {
+        lens[i] = field_len(strs[i], max);
+        size += strs[i] ? lens[i] + 1 : 0;
+    }
     for (size_t i = 0; i < ng; i++)
-        size += str_size(ev->groups[i] ? ev->groups[i] : "", max);
+        size += (glen[i] = field_len(ev->groups[i], max)) + 1;
     for (size_t i = 0; i < nt; i++)
-        size += str_size(ev->tables[i] ? ev->tables[i] : "", max);
+        size += (tlen[i] = field_len(ev->tables[i], max)) + 1;
     if (ev->action.p)
         size += alen + 1;
 
@@ -168,25 +178,29 @@ static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
     const char **gp = (const char **)(it + 1);
     const char **tp = gp + ng;
     char *w = (char *)(tp + nt);
-    c->kind = put(&w, kind, max);
-    c->session_id = put(&w, ev->session_id, max);
-    c->agent = put(&w, ev->agent, max);
-    c->subject = put(&w, ev->subject, max);
-    c->issuer = put(&w, ev->issuer, max);
-    c->target = put(&w, ev->target, max);
-    c->protocol = put(&w, ev->protocol, max);
-    c->cls = put(&w, ev->cls, max);
-    c->decision = put(&w, ev->decision, max);
-    c->rule = put(&w, ev->rule, max);
-    c->reason = put(&w, ev->reason, max);
-    c->approval_id = put(&w, ev->approval_id, max);
-    c->ref_id = put(&w, ev->ref_id, max);
-    c->status = put(&w, ev->status, max);
-    c->error = put(&w, ev->error, max);
+    const char *cp[F__COUNT];
+    for (size_t i = 0; i < F__COUNT; i++)
+        cp[i] = put(&w, strs[i], lens[i]);
+    c->kind = cp[F_KIND];
+    c->session_id = cp[F_SESSION];
+    c->agent = cp[F_AGENT];
+    c->subject = cp[F_SUBJECT];
+    c->issuer = cp[F_ISSUER];
+    c->target = cp[F_TARGET];
+    c->protocol = cp[F_PROTOCOL];
+    c->cls = cp[F_CLASS];
+    c->decision = cp[F_DECISION];
+    c->rule = cp[F_RULE];
+    c->reason = cp[F_REASON];
+    c->approval_id = cp[F_APPROVAL];
+    c->ref_id = cp[F_REF];
+    c->status = cp[F_STATUS];
+    c->error = cp[F_ERROR];
+    /* A NULL list entry is kept as "" (lists hold strings only). */
     for (size_t i = 0; i < ng; i++)
-        gp[i] = put(&w, ev->groups[i] ? ev->groups[i] : "", max);
+        gp[i] = put(&w, ev->groups[i] ? ev->groups[i] : "", glen[i]);
     for (size_t i = 0; i < nt; i++)
-        tp[i] = put(&w, ev->tables[i] ? ev->tables[i] : "", max);
+        tp[i] = put(&w, ev->tables[i] ? ev->tables[i] : "", tlen[i]);
     c->groups = ng ? gp : NULL;
     c->n_groups = ng;
     c->groups_truncated = ev->groups_truncated || ev->n_groups > ng;
@@ -194,10 +208,7 @@ static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
     c->n_tables = nt;
     c->tables_truncated = ev->tables_truncated || ev->n_tables > nt;
     if (ev->action.p) {
-        memcpy(w, ev->action.p, alen);
-        w[alen] = '\0';
-        c->action = (al_str_t){w, alen};
-        w += alen + 1;
+        c->action = (al_str_t){put(&w, ev->action.p, alen), alen};
     }
     c->action_truncated = ev->action_truncated || (ev->action.p && alen < ev->action.len);
     c->time_us = ev->time_us > 0 ? ev->time_us : (int64_t)(al_now() * 1e6);

@@ -109,7 +109,8 @@ int al_audit_chain_hash(const uint8_t prev[32], const al_audit_event_t *ev, al_b
 
 /* Writes a new UUIDv7 (RFC 9562 §5.7) for time t_us into out: 48-bit
  * milliseconds, sub-millisecond fraction in rand_a (§6.2 method 3), 62
- * random bits from OpenSSL's CSPRNG. AL_ERR if the CSPRNG failed. */
+ * random bits from OpenSSL's CSPRNG (drawn 512 bytes at a time per thread;
+ * a fork discards the buffer). AL_ERR if the CSPRNG failed. */
 int al_audit_uuid7(int64_t t_us, char out[AL_AUDIT_ID_SIZE]);
 
 /* Appends ev as a JSON object (keys in docs/audit.md; "time" RFC 3339 UTC
@@ -131,10 +132,17 @@ typedef struct al_audit_opts {
                                 max_page_count); 0 = unlimited */
 } al_audit_opts_t;
 
-/* The store path for a config. Today `<server.data_dir>/audit.db`; the one
- * place to change when the config gains an `audit:` section. Writes into
- * buf (cap bytes) and returns buf, or NULL if it does not fit. */
+/* The store path for a config: `audit.path`, which the loader defaults to
+ * `<server.data_dir>/audit.db` (that too when cfg->audit.path is NULL).
+ * The one place that knows. Writes into buf (cap bytes) and returns buf, or
+ * NULL if it does not fit. */
 const char *al_audit_path(const al_config_t *cfg, char *buf, size_t cap);
+
+/* Fills o from the config's `audit:` section (zeros mean the defaults
+ * above), o->path pointing into buf. Returns o->path, NULL if the path does
+ * not fit in cap bytes. */
+const char *al_audit_opts_from_config(const al_config_t *cfg, al_audit_opts_t *o, char *buf,
+                                      size_t cap);
 
 /* ---- store interface -------------------------------------------------------- */
 
@@ -240,10 +248,13 @@ int al_audit_open_store(al_audit_store_t *store, const al_audit_opts_t *o, al_au
                         char *err, size_t cap);
 
 /* Stops accepting, commits everything queued (strict callbacks fire), joins
- * the writer and closes the store. Accepts *a == NULL; clears *a. */
+ * the writer and closes the store. Accepts *a == NULL; clears *a.
+ * Submissions racing with it are either committed or refused ("audit log
+ * closed"); none may start after it returns (the handle is gone), so stop
+ * the workers first. */
 void al_audit_close(al_audit_t **a);
 
-/* Strict submission. Copies ev (one allocation; action cut at
+/* Strict submission (ev not NULL). Copies ev (one allocation; action cut at
  * max_action_bytes), assigns time (if 0) and a UUIDv7 id, written to id_out
  * when non-NULL, and queues it without blocking on I/O. Returns AL_OK: cb
  * will be called. AL_ERR: refused at once, cb will NOT be called, *err (if

@@ -11,13 +11,6 @@
 
 #include "audit/audit.h"
 
-const char *al_audit_path(const al_config_t *cfg, char *buf, size_t cap)
-{
-    const char *dir = cfg && cfg->server.data_dir ? cfg->server.data_dir : ".";
-    int n = snprintf(buf, cap, "%s/audit.db", dir);
-    return n > 0 && (size_t)n < cap ? buf : NULL;
-}
-
 /* ---- generic store entry points ------------------------------------------- */
 
 int al_audit_store_open(const char *path, const al_audit_opts_t *o, bool read_only,

@@ -250,7 +250,17 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
          * (say, a forensic copy mounted ro) nothing can change the file, so
          * open it immutable: no locks, no -shm
          * (https://www.sqlite.org/uri.html#uriimmutable). */
-        uri = sqlite3_mprintf("file:%s?immutable=1", where);
+        al_buf_t u;
+        al_buf_init(&u);
+        al_buf_puts(&u, "file:");
+        for (const char *p = where; *p; p++) /* RFC 3986 §2.1: escape what ends a path */
+            if (*p == '%' || *p == '?' || *p == '#')
+                al_buf_printf(&u, "%%%02X", (unsigned char)*p);
+            else
+                al_buf_append(&u, p, 1);
+        al_buf_puts(&u, "?immutable=1");
+        uri = u.oom ? NULL : sqlite3_mprintf("%s", u.p);
+        al_buf_free(&u);
         flags |= SQLITE_OPEN_URI;
     }
     int rc = sqlite3_open_v2(uri ? uri : where, &s->db, flags, NULL);

@@ -121,7 +121,7 @@ static int cmd_verify(al_audit_store_t *s)
 /* ---- query -------------------------------------------------------------------- */
 
 /* Prints at most width bytes of s (control characters as spaces, never
- * splitting a UTF-8 character), padded to width unless last. */
+ * splitting a UTF-8 character), padded to width columns unless last. */
 static void cell(const char *s, size_t len, size_t width, bool last)
 {
     if (!s) {
@@ -137,6 +137,15 @@ static void cell(const char *s, size_t len, size_t width, bool last)
     size_t shown = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
+        /* Agents write this text: no control characters reach the
+         * terminal, C1 ones (U+0080..U+009F, e.g. CSI) included. */
+        if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+            (unsigned char)s[i + 1] <= 0x9f) {
+            putchar(' ');
+            i++;
+            shown++;
+            continue;
+        }
         putchar(c < 0x20 || c == 0x7f ? ' ' : c);
         if ((c & 0xc0) != 0x80)
             shown++;

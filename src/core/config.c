@@ -752,8 +752,79 @@ _Static_assert(sizeof(al_decision_t) == sizeof(int), "CT_ENUM stores an int");
 _Static_assert(sizeof(al_audit_mode_t) == sizeof(int), "CT_ENUM stores an int");
 _Static_assert(sizeof(al_approval_mode_t) == sizeof(int), "CT_ENUM stores an int");
 
+static const cfg_enum_t tls_modes[] = {
+    {"required", AL_TLS_REQUIRED}, {"off", AL_TLS_OFF}, {NULL, 0},
+};
+static const cfg_enum_t sslmodes[] = {
+    {"disable", AL_SSLMODE_DISABLE}, {"require", AL_SSLMODE_REQUIRE},
+    {"verify-full", AL_SSLMODE_VERIFY_FULL}, {NULL, 0},
+};
+_Static_assert(sizeof(al_tls_mode_t) == sizeof(int), "CT_ENUM stores an int");
+_Static_assert(sizeof(al_sslmode_t) == sizeof(int), "CT_ENUM stores an int");
+
+#define U(m) .off = offsetof(al_upstream_conf_t, m)
+static const cfg_key_t upstream_keys[] = {
+    {"host", CT_STR, U(host), .hint = "add 'host: <upstream host name or address>'"},
+    {"port", CT_INT, U(port), .lo = 1, .hi = 65535, .def = 5432},
+    {"database", CT_STR, U(database)},
+    {"user", CT_STR, U(user)},
+    {"password_env", CT_STR, U(password_env)},
+    {"password_file", CT_PATH, U(password_file)},
+    {"sslmode", CT_ENUM, U(sslmode), .aux = sslmodes, .def = AL_SSLMODE_DISABLE},
+    {"ca_file", CT_PATH, U(ca_file)},
+    {"connect_timeout", CT_DURATION, U(connect_timeout), .lo = 0.1, .hi = 300, .def = 10},
+};
+#undef U
+static void upstream_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                           void *obj)
+{
+    const al_upstream_conf_t *u = obj;
+    const cfg_seen_t *pe = seen_get(s, seen, "password_env");
+    const cfg_seen_t *pf = seen_get(s, seen, "password_file");
+    if (pe && pf)
+        al__cfg_error_at(c->d, pf->key,
+                         "%s: password_env and password_file are mutually exclusive; keep one",
+                         c->path);
+    const cfg_seen_t *sm = seen_get(s, seen, "sslmode");
+    if (sm && u->sslmode != AL_SSLMODE_DISABLE)
+        al__cfg_error_at(c->d, sm->val,
+                         "%s.sslmode: TLS to the upstream is not implemented yet in this "
+                         "build; use 'sslmode: disable' over a trusted network or loopback",
+                         c->path);
+}
+static const cfg_schema_t upstream_schema = {upstream_keys, AL_ARRAY_LEN(upstream_keys),
+                                             sizeof(al_upstream_conf_t), -1, upstream_check};
+
+static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                         void *obj)
+{
+    const al_target_conf_t *t = obj;
+    const cfg_seen_t *listen = seen_get(s, seen, "listen");
+    const cfg_seen_t *up = seen_get(s, seen, "upstream");
+    const cfg_seen_t *tls = seen_get(s, seen, "tls");
+    if (listen && !up)
+        al__cfg_error_at(c->d, listen->key,
+                         "%s: a target with 'listen' needs 'upstream: { host: ..., port: ... }'",
+                         c->path);
+    if (listen && t->protocol != AL_PROTO_POSTGRES)
+        al__cfg_error_at(c->d, listen->key,
+                         "%s: data-path listeners exist so far for protocol postgres only",
+                         c->path);
+    if (listen && t->tls == AL_TLS_REQUIRED)
+        al__cfg_error_at(c->d, tls ? tls->val : listen->key,
+                         "%s: TLS termination is not implemented yet in this build; set "
+                         "'tls: off' and listen on loopback only", c->path);
+}
+
 #define T(m) .off = offsetof(al_target_conf_t, m)
 static const cfg_key_t target_keys[] = {
+    {"listen", CT_STR, T(listen), .check = al__cfg_check_hostport},
+    {"tls", CT_ENUM, T(tls), .aux = tls_modes, .def = AL_TLS_REQUIRED},
+    {"tls_cert_file", CT_PATH, T(tls_cert_file)},
+    {"tls_key_file", CT_PATH, T(tls_key_file)},
+    {"upstream", CT_MAP, T(upstream), .aux = &upstream_schema},
+    {"session_grace", CT_DURATION, T(session_grace), .lo = 0, .hi = 7 * DAY, .def = 0},
+    {"max_connections", CT_INT, T(max_connections), .lo = 1, .hi = 1000000, .def = 10000},
     {"name", CT_NAME, T(name), .hint = "add 'name: <target name>' (policies refer to it)"},
     {"protocol", CT_ENUM, T(protocol), .aux = protocols, .def = AL_PROTO_POSTGRES,
      .hint = "add 'protocol: postgres' (or mysql, http, ssh, tcp)"},
@@ -763,7 +834,7 @@ static const cfg_key_t target_keys[] = {
 #undef T
 static const cfg_schema_t target_schema = {target_keys, AL_ARRAY_LEN(target_keys),
                                            sizeof(al_target_conf_t),
-                                           offsetof(al_target_conf_t, line), NULL};
+                                           offsetof(al_target_conf_t, line), target_check};
 
 #define W(m) .off = offsetof(al_when_conf_t, m), .off_n = offsetof(al_when_conf_t, n_##m), \
              .parse = parse_audience, .lo = 1

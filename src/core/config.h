@@ -93,11 +93,41 @@ typedef enum al_proto {
 } al_proto_t;
 const char *al_proto_name(al_proto_t p);
 
-/* Something agents reach through airlock. Protocol listeners and upstreams
- * are added by the gateway issues; policy needs only name and protocol. */
+typedef enum al_tls_mode {
+    AL_TLS_REQUIRED = 0, /* default: clients must use TLS */
+    AL_TLS_OFF,          /* plaintext (loopback use) */
+} al_tls_mode_t;
+
+typedef enum al_sslmode {
+    AL_SSLMODE_DISABLE = 0,
+    AL_SSLMODE_REQUIRE,
+    AL_SSLMODE_VERIFY_FULL,
+} al_sslmode_t;
+
+/* Where a target's traffic goes, with the credential airlock holds. */
+typedef struct al_upstream_conf {
+    char *host;          /* name or address */
+    int port;
+    char *database;      /* PostgreSQL: default = the client's database */
+    char *user;          /* PostgreSQL: the upstream role */
+    char *password_env;  /* secret: environment variable name */
+    char *password_file; /* secret: file path (mode 0600) */
+    al_sslmode_t sslmode;
+    char *ca_file;
+    double connect_timeout;
+} al_upstream_conf_t;
+
+/* Something agents reach through airlock. */
 typedef struct al_target_conf {
     char *name;
     al_proto_t protocol;
+    char *listen;        /* host:port of the data-path listener */
+    al_tls_mode_t tls;
+    char *tls_cert_file;
+    char *tls_key_file;
+    al_upstream_conf_t upstream;
+    double session_grace; /* how long a session may outlive its token; default 0 */
+    int max_connections;  /* per target, default 10000 */
     /* SQL class (al_sql_class_t as int) of a function missing from the
      * side-effect table; default read. */
     int sql_default_function_class;

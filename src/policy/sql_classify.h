@@ -83,7 +83,9 @@ al_sql_class_t al_sql_setting_class(al_str_t name, al_str_t value, bool reset);
  * target, COPY, TRUNCATE, LOCK, DDL target ...). Unquoted identifiers are
  * already lowercased by the parser; quoted ones are kept exactly. Each
  * string is also NUL-terminated. An empty al_str_t (len 0) means "not
- * written" (unqualified). References to a CTE in scope are not tables. */
+ * written" (unqualified), except that the objects CREATE SCHEMA s creates
+ * get schema s, as the server puts them there. References to a CTE in scope
+ * are not tables. */
 typedef struct al_sql_table {
     al_str_t catalog; /* database, from a three-part name; usually empty */
     al_str_t schema;
@@ -92,7 +94,9 @@ typedef struct al_sql_table {
 
 /* A function called in a statement, with the class it contributed. */
 typedef struct al_sql_func {
-    al_str_t schema; /* empty when unqualified */
+    al_str_t schema; /* empty when unqualified, and for calls the grammar
+                      * makes from SQL syntax (EXTRACT, TRIM ...): those are
+                      * always pg_catalog built-ins, read unless listed */
     al_str_t name;
     al_sql_class_t cls; /* from the side-effect table, else the default */
     bool listed;        /* true when found in the side-effect table */

@@ -9,6 +9,7 @@
 
 #include "admin/admin.h"
 #include "audit/audit.h"
+#include "proto/pg/pg_gateway.h"
 #include "policy/policy.h"
 #include "runtime/runtime.h"
 
@@ -47,21 +48,28 @@ static void worker_on_wake(uv_async_t *a)
     al_worker_t *w = a->data;
     pthread_mutex_lock(&w->inbox_lock);
     al_snapshot_t *snap = w->inbox_snap;
-    bool stop = w->inbox_stop;
+    bool stop = w->inbox_stop, force = w->inbox_force;
     w->inbox_snap = NULL;
     pthread_mutex_unlock(&w->inbox_lock);
     if (snap) {
         al_snapshot_unref(&w->snap);
         w->snap = snap;
     }
-    if (stop && !uv_is_closing((uv_handle_t *)&w->wake))
+    if (stop)
+        al_pg_worker_drain(w, force);
+    /* The wake handle stays open while sessions drain, so a drain timeout
+     * can still reach this worker; the gateway closes it at the last one. */
+    if (stop && !w->active && !uv_is_closing((uv_handle_t *)&w->wake))
         uv_close((uv_handle_t *)&w->wake, worker_on_close);
 }
 
 static void *worker_main(void *arg)
 {
     al_worker_t *w = arg;
+    if (al_pg_worker_start(w) != AL_OK)
+        al_log(AL_LOG_ERROR, "a worker could not start its listeners", NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    al_pg_worker_free(w);
     al_snapshot_unref(&w->snap);
     al_token_cache_free(&w->token_cache);
     atomic_fetch_add(&g_workers_exited, 1);
@@ -82,10 +90,24 @@ static int workers_start(al_runtime_t *rt)
         if (uv_loop_init(&w->loop) != 0 || uv_async_init(&w->loop, &w->wake, worker_on_wake) != 0)
             return AL_ERR;
         w->wake.data = w;
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
-            return AL_ERR;
     }
+    if (al_pg_listen_all(rt) != AL_OK)
+        return AL_ERR;
+    for (int i = 0; i < rt->n_workers; i++)
+        if (pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]) != 0)
+            return AL_ERR;
     return AL_OK;
+}
+
+static void workers_post_force(al_runtime_t *rt)
+{
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        pthread_mutex_lock(&w->inbox_lock);
+        w->inbox_stop = w->inbox_force = true;
+        pthread_mutex_unlock(&w->inbox_lock);
+        uv_async_send(&w->wake);
+    }
 }
 
 static void workers_post(al_runtime_t *rt, al_snapshot_t *snap, bool stop)
@@ -112,6 +134,7 @@ static void workers_join(al_runtime_t *rt)
         al_snapshot_unref(&w->inbox_snap);
         pthread_mutex_destroy(&w->inbox_lock);
     }
+    al_pg_listen_close(rt);
     al_free(&rt->workers);
 }
 
@@ -161,8 +184,10 @@ static void close_cb(uv_handle_t *h) { AL_UNUSED(h); }
 
 static void finish(al_runtime_t *rt, bool timed_out)
 {
-    if (timed_out)
+    if (timed_out) {
         al_log(AL_LOG_WARN, "drain timeout reached; closing what is left", NULL);
+        workers_post_force(rt);
+    }
     uv_timer_stop(&rt->drain_timer);
     al_admin_close_all(rt->admin);
     uv_close((uv_handle_t *)&rt->sig_term, close_cb);

@@ -41,7 +41,12 @@ typedef struct al_worker {
     pthread_mutex_t inbox_lock;
     al_snapshot_t *inbox_snap;     /* a newer snapshot to adopt */
     bool inbox_stop;               /* drain and exit */
+    bool inbox_force;              /* drain timeout: close every session now */
     size_t active;                 /* in-flight connections */
+    int *pg_fds;                   /* listening sockets made by the control thread */
+    char **pg_targets;             /* their target names */
+    size_t n_pg;
+    void *pg;                      /* the PostgreSQL gateway's per-worker state */
 } al_worker_t;
 
 typedef struct al_runtime {

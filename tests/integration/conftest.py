@@ -164,7 +164,8 @@ class Gateway:
         raise RuntimeError("airlock did not become healthy:\n" + self.logs())
 
     def logs(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def get(self, path, token=None, timeout=10):
@@ -224,3 +225,68 @@ def gateway(tmp_path):
     for g in started:
         rc = g.stop()
         assert rc == 0, "airlock did not exit 0 on SIGTERM:\n" + g.logs()
+
+
+# ---- a real PostgreSQL for the gateway tests -----------------------------------
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+class PgServer:
+    """A throwaway cluster in a temp dir, run as the `postgres` OS user,
+    listening on 127.0.0.1 with SCRAM-SHA-256 for `airlock_up`."""
+
+    def __init__(self, base, auth="scram-sha-256"):
+        import pwd
+        import shutil
+        self.dir = os.path.join(base, "pgdata")
+        self.port = free_port()
+        self.password = "up-secret-" + os.urandom(6).hex()
+        os.makedirs(base, exist_ok=True)
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        pwfile = os.path.join(base, "pw")
+        with open(pwfile, "w") as f:
+            f.write(self.password + "\n")
+        os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+        self._as_pg([f"{PG_BIN}/initdb", "-D", self.dir, "-U", "airlock_up", "--pwfile", pwfile,
+                     "--auth-host", auth, "--auth-local", "trust", "-E", "UTF8"])
+        with open(os.path.join(self.dir, "postgresql.conf"), "a") as f:
+            f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
+                    f"unix_socket_directories = '{base}'\nfsync = off\n"
+                    f"password_encryption = '{'md5' if auth == 'md5' else 'scram-sha-256'}'\n")
+        self._as_pg([f"{PG_BIN}/pg_ctl", "-D", self.dir, "-w", "-l",
+                     os.path.join(base, "pg.log"), "start"])
+        self.base = base
+        self.psql_local("CREATE DATABASE app")
+        if auth == "md5":
+            self.psql_local(f"ALTER ROLE airlock_up PASSWORD '{self.password}'")
+        shutil.which("psql")
+
+    def _as_pg(self, args):
+        r = subprocess.run(["runuser", "-u", "postgres", "--"] + args, capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed: {r.stdout}{r.stderr}")
+        return r
+
+    def psql_local(self, sql, db="postgres"):
+        return self._as_pg(["psql", "-h", self.base, "-p", str(self.port), "-U", "airlock_up",
+                            "-d", db, "-v", "ON_ERROR_STOP=1", "-qAtc", sql]).stdout
+
+    def stop(self):
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{PG_BIN}/pg_ctl", "-D", self.dir,
+                        "-m", "immediate", "stop"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    import shutil
+    import tempfile
+    # Outside pytest's root-only tree: the postgres user must reach it.
+    base = tempfile.mkdtemp(prefix="airlock-pg-")
+    os.chmod(base, 0o755)
+    s = PgServer(base)
+    yield s
+    s.stop()
+    shutil.rmtree(base, ignore_errors=True)

@@ -178,6 +178,16 @@ static void test_verify_and_query(void **st)
     assert_int_equal(r->rc, 0);
     assert_string_equal(r->out, "[]\n");
 
+    /* Agent-written text cannot drive the terminal: ESC and C1 CSI become
+     * spaces in the table (JSON escapes them). */
+    add(a, "evil-bot", "deny", "t", "SELECT '\x1b[2J\xc2\x9b" "31m' -- caf\xc3\xa9");
+    const char *q5[] = {"audit", "query", "-c", cfg, "--agent", "evil-bot"};
+    run(&t, r, 6, q5);
+    assert_int_equal(r->rc, 0);
+    assert_null(strchr(r->out, 0x1b));
+    assert_null(strstr(r->out, "\xc2\x9b"));
+    assert_non_null(strstr(r->out, "SELECT ' [2J 31m' -- caf\xc3\xa9"));
+
     /* Tamper with the middle event while the writer still runs. */
     sqlite3 *db = db_open(t.db);
     db_exec(db, "UPDATE audit_event SET decision = 'allow' WHERE seq = 2");

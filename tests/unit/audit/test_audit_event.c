@@ -283,9 +283,32 @@ static void test_path(void **st)
     al_config_t cfg = {0};
     cfg.server.data_dir = "/var/lib/airlock";
     char buf[64];
+    /* no audit.path (a config not from the loader): <data_dir>/audit.db */
     assert_string_equal(al_audit_path(&cfg, buf, sizeof buf), "/var/lib/airlock/audit.db");
     char small[10];
     assert_null(al_audit_path(&cfg, small, sizeof small));
+    cfg.audit.path = "/srv/audit/a.db";
+    assert_string_equal(al_audit_path(&cfg, buf, sizeof buf), "/srv/audit/a.db");
+    cfg.audit.max_action_bytes = 100;
+    cfg.audit.commit_timeout = 2;
+    cfg.audit.flush_interval = 0.01;
+    cfg.audit.queue_size = 32;
+    al_audit_opts_t o;
+    assert_non_null(al_audit_opts_from_config(&cfg, &o, buf, sizeof buf));
+    assert_string_equal(o.path, "/srv/audit/a.db");
+    assert_int_equal(o.max_action_bytes, 100);
+    assert_int_equal(o.queue_capacity, 32);
+    assert_true(o.commit_timeout == 2 && o.flush_interval == 0.01);
+    assert_int_equal(o.max_batch, 0);
+
+    /* the loader's default */
+    al_config_errors_t errs;
+    static const char yaml[] = "server: { data_dir: /var/lib/x }\n";
+    al_config_t *c = al_config_load_mem("/etc/airlock.yaml", yaml, sizeof yaml - 1, &errs);
+    if (!c)
+        fail_msg("%s", errs.n ? errs.msgs[0] : "config");
+    assert_string_equal(al_audit_path(c, buf, sizeof buf), "/var/lib/x/audit.db");
+    al_config_free(c);
 }
 
 int main(void)

@@ -533,6 +533,31 @@ static void test_read_only_store_fails_every_event(void **st)
     tdir_remove(&t);
 }
 
+/* Where a test mounted a tmpfs; the teardown unmounts it even when an
+ * assertion failed half way. */
+static tdir_t g_mounted;
+static bool g_is_mounted;
+
+static bool mount_tmpfs(tdir_t *t, const char *opts)
+{
+    if (mount("tmpfs", t->dir, "tmpfs", 0, opts) != 0)
+        return false;
+    g_mounted = *t;
+    g_is_mounted = true;
+    return true;
+}
+
+static int unmount_teardown(void **st)
+{
+    (void)st;
+    if (g_is_mounted) {
+        umount2(g_mounted.dir, MNT_DETACH);
+        g_is_mounted = false;
+        tdir_remove(&g_mounted);
+    }
+    return 0;
+}
+
 /* A real read-only file system (tmpfs remounted ro): the writer refuses to
  * open rather than fail later. Needs CAP_SYS_ADMIN; skipped without it. */
 static void test_read_only_filesystem_refused(void **st)
@@ -540,7 +565,7 @@ static void test_read_only_filesystem_refused(void **st)
     (void)st;
     tdir_t t;
     tdir_make(&t);
-    if (mount("tmpfs", t.dir, "tmpfs", 0, "size=1m,mode=0700") != 0) {
+    if (!mount_tmpfs(&t, "size=1m,mode=0700")) {
         tdir_remove(&t);
         skip();
     }
@@ -558,6 +583,7 @@ static void test_read_only_filesystem_refused(void **st)
     assert_true(v.intact);
     assert_int_equal(v.events, 2);
     assert_int_equal(umount(t.dir), 0);
+    g_is_mounted = false;
     tdir_remove(&t);
 }
 
@@ -617,12 +643,13 @@ static void test_disk_full_tmpfs(void **st)
     (void)st;
     tdir_t t;
     tdir_make(&t);
-    if (mount("tmpfs", t.dir, "tmpfs", 0, "size=256k,mode=0700") != 0) {
+    if (!mount_tmpfs(&t, "size=256k,mode=0700")) {
         tdir_remove(&t);
         skip();
     }
     fill_until_full(t.db, NULL);
     assert_int_equal(umount(t.dir), 0);
+    g_is_mounted = false;
     tdir_remove(&t);
 }
 
@@ -701,9 +728,9 @@ int main(void)
         cmocka_unit_test(test_verify_detects_tampering),
         cmocka_unit_test(test_chain_continues_across_reopen),
         cmocka_unit_test(test_read_only_store_fails_every_event),
-        cmocka_unit_test(test_read_only_filesystem_refused),
+        cmocka_unit_test_teardown(test_read_only_filesystem_refused, unmount_teardown),
         cmocka_unit_test(test_disk_full_max_bytes),
-        cmocka_unit_test(test_disk_full_tmpfs),
+        cmocka_unit_test_teardown(test_disk_full_tmpfs, unmount_teardown),
         cmocka_unit_test(test_locked_past_timeout),
         cmocka_unit_test(test_open_errors),
     };

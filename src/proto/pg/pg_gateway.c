@@ -1,0 +1,1565 @@
+/*
+ * pg_gateway.c - PostgreSQL sessions: agent <-> airlock <-> database.
+ *
+ * Per session (one worker loop, no locks on the data path):
+ *
+ *   STARTUP   client's untyped packet: SSLRequest/GSSENCRequest answered 'N'
+ *             (TLS termination is not in this build; config insists on
+ *             `tls: off`), CancelRequest forwarded for its own session only,
+ *             StartupMessage kept.
+ *   PASSWORD  AuthenticationCleartextPassword; the password is the agent's
+ *             OIDC token, verified by the identity layer (worker's cache).
+ *   UPSTREAM  connect, StartupMessage with the target's role, authenticate
+ *             with the credential airlock holds (trust, cleartext, MD5,
+ *             SCRAM-SHA-256: pg_auth.h), relay ParameterStatus, hand the
+ *             client airlock's own BackendKeyData, then ReadyForQuery.
+ *   READY     frame both directions. Query and Parse are classified and
+ *             decided before anything is forwarded; strict audit records
+ *             commit before the statement goes out (reading from the client
+ *             pauses meanwhile). Refusals: ErrorResponse 42501, in order,
+ *             and the session goes on.
+ *
+ * Protocol: https://www.postgresql.org/docs/current/protocol-flow.html
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "policy/policy.h"
+#include "proto/pg/pg_auth.h"
+#include "proto/pg/pg_codec.h"
+#include "proto/pg/pg_gateway.h"
+
+#define READ_CHUNK (64 * 1024)
+#define HIGH_WATER (1024 * 1024) /* pause the other side above this much queued */
+#define MAX_REFUSED 64           /* refused statement names remembered per session */
+#define MAX_INFLIGHT 1024        /* statements awaiting their result */
+
+typedef struct pg_worker pg_worker_t;
+typedef struct sess sess_t;
+
+/* ---- cancel registry (process-wide; cancels are rare) ----------------------- */
+
+typedef struct cancel_ent {
+    int32_t pid;
+    uint32_t key;
+    sess_t *s;
+    int32_t up_pid;
+    uint32_t up_key;
+    struct sockaddr_storage up_addr;
+    struct cancel_ent *next;
+} cancel_ent_t;
+
+static pthread_mutex_t g_cancel_lock = PTHREAD_MUTEX_INITIALIZER;
+static cancel_ent_t *g_cancel;
+
+/* ---- per-worker state --------------------------------------------------------- */
+
+typedef struct listener {
+    uv_tcp_t tcp;
+    pg_worker_t *pw;
+    char *target; /* target name; looked up in the current snapshot per accept */
+    bool open;
+} listener_t;
+
+typedef struct pend pend_t;
+
+struct pg_worker {
+    al_worker_t *w;
+    listener_t *ls;
+    size_t n_ls;
+    uv_async_t audit_async;
+    pthread_mutex_t lock;
+    pend_t *done;        /* strict audit completions from the writer thread */
+    bool closed;
+    al_sql_t *sql;
+    sess_t *sessions;
+    size_t n_sessions;
+    bool draining;
+};
+
+/* A strict audit submission in flight; `s` cleared if the session goes. */
+struct pend {
+    sess_t *s;
+    pg_worker_t *pw;
+    int rc;
+    char err[AL_AUDIT_ERR_SIZE];
+    pend_t *next;
+};
+
+typedef enum st {
+    S_STARTUP = 0,
+    S_PASSWORD,
+    S_VERIFYING,
+    S_CONNECTING,
+    S_UP_AUTH,
+    S_READY,
+    S_CLOSING,
+} st_t;
+
+typedef struct inflight {
+    char id[AL_AUDIT_ID_SIZE]; /* the decision event */
+    uint64_t t0;
+    int64_t rows;
+    bool execute;              /* one result (Execute), else until ReadyForQuery */
+    char status[6];
+    char *error;
+} inflight_t;
+
+struct sess {
+    pg_worker_t *pw;
+    al_snapshot_t *snap;
+    const al_target_conf_t *target;
+    uv_tcp_t client, server;
+    bool client_closed, server_inited, server_closed;
+    int handles; /* open uv handles; free at 0 */
+    st_t st;
+    al_pg_framer_t cf, sf;
+    char session_id[AL_AUDIT_ID_SIZE];
+    /* startup */
+    al_buf_t startup;     /* client's startup body copy (params point in) */
+    al_pg_startup_t su;
+    /* identity */
+    char *token;
+    size_t token_len;
+    al_principal_t *principal;
+    uv_async_t kid_wait;
+    bool kid_waiting;
+    al_jwks_entry_t *kid_entry;
+    uv_timer_t expiry;
+    bool expiry_inited;
+    /* upstream */
+    uv_getaddrinfo_t gai;
+    uv_connect_t conn;
+    struct sockaddr_storage up_addr;
+    al_pg_auth_t auth;
+    bool auth_inited;
+    al_buf_t hold_to_client; /* ParameterStatus etc. until AuthenticationOk to client */
+    int32_t my_pid;
+    uint32_t my_key;
+    bool cancel_registered;
+    char txn;                /* last ReadyForQuery status */
+    /* flow */
+    bool client_paused, server_paused, audit_wait;
+    al_buf_t pending_in;     /* client bytes not yet processed (while waiting) */
+    uint64_t outstanding;    /* messages forwarded since the last ReadyForQuery */
+    bool skipping;           /* extended query refused: drop until Sync */
+    al_buf_t inject;         /* ErrorResponse to emit before the next ReadyForQuery */
+    int drop_empty;          /* placeholders sent upstream for refused Queries */
+    bool upstream_error;     /* upstream sent an error in this batch */
+    char *refused[MAX_REFUSED];
+    size_t n_refused;
+    inflight_t fl[MAX_INFLIGHT];
+    size_t fl_head, fl_n;
+    pend_t *pend;
+    al_buf_t held_msg;       /* the message waiting for its strict audit record */
+    char held_id[AL_AUDIT_ID_SIZE];
+    sess_t *next, **pprev;
+};
+
+static void sess_close(sess_t *s);
+static void client_feed(sess_t *s, const uint8_t *p, size_t n);
+static void server_feed(sess_t *s, const uint8_t *p, size_t n);
+static void resume_client(sess_t *s);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+
+/* ---- writes --------------------------------------------------------------------- */
+
+typedef struct wreq {
+    uv_write_t req;
+    sess_t *s;
+    bool to_client;
+    char data[];
+} wreq_t;
+
+static void on_write(uv_write_t *r, int status)
+{
+    wreq_t *w = (wreq_t *)r;
+    sess_t *s = w->s;
+    bool to_client = w->to_client;
+    free(w);
+    if (status < 0) {
+        sess_close(s);
+        return;
+    }
+    /* Backpressure: resume the producer once the queue drained. */
+    if (s->st == S_CLOSING)
+        return;
+    if (to_client && s->server_paused &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&s->client) < HIGH_WATER / 4) {
+        s->server_paused = false;
+        uv_read_start((uv_stream_t *)&s->server, on_alloc, on_server_read);
+    }
+    if (!to_client && s->client_paused && !s->audit_wait &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&s->server) < HIGH_WATER / 4)
+        resume_client(s);
+}
+
+static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
+{
+    if (!n || s->st == S_CLOSING)
+        return;
+    uv_stream_t *dst = to_client ? (uv_stream_t *)&s->client : (uv_stream_t *)&s->server;
+    if (to_client ? s->client_closed : (!s->server_inited || s->server_closed))
+        return;
+    /* Try the socket first; queue only what it did not take. */
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int tw = uv_stream_get_write_queue_size(dst) ? UV_EAGAIN : uv_try_write(dst, &b, 1);
+    size_t done = tw > 0 ? (size_t)tw : 0;
+    if (tw < 0 && tw != UV_EAGAIN) {
+        sess_close(s);
+        return;
+    }
+    if (done == n)
+        return;
+    wreq_t *w = malloc(sizeof *w + (n - done));
+    if (!w) {
+        sess_close(s);
+        return;
+    }
+    w->s = s;
+    w->to_client = to_client;
+    memcpy(w->data, (const char *)p + done, n - done);
+    b = uv_buf_init(w->data, (unsigned)(n - done));
+    if (uv_write(&w->req, dst, &b, 1, on_write) != 0) {
+        free(w);
+        sess_close(s);
+    }
+}
+
+static void send_buf(sess_t *s, bool to_client, al_buf_t *b)
+{
+    send_bytes(s, to_client, b->p, b->len);
+    al_buf_reset(b);
+}
+
+/* FATAL error to the client, then close. */
+static void fatal(sess_t *s, const char *sqlstate, const char *msg, const char *detail)
+{
+    al_buf_t b;
+    al_buf_init(&b);
+    al_pg_build_error(&b, "FATAL", sqlstate, msg, detail, NULL);
+    send_buf(s, true, &b);
+    al_buf_free(&b);
+    sess_close(s);
+}
+
+/* ---- session lifetime ---------------------------------------------------------- */
+
+/* Draining and no session left: release the worker's own handles so its
+ * loop can end. */
+static void drained(pg_worker_t *pw)
+{
+    if (!pw->closed) {
+        pthread_mutex_lock(&pw->lock);
+        pw->closed = true;
+        pthread_mutex_unlock(&pw->lock);
+        uv_close((uv_handle_t *)&pw->audit_async, NULL);
+    }
+    if (!uv_is_closing((uv_handle_t *)&pw->w->wake))
+        uv_close((uv_handle_t *)&pw->w->wake, NULL);
+}
+
+static void sess_free(sess_t *s)
+{
+    al_pg_framer_free(&s->cf);
+    al_pg_framer_free(&s->sf);
+    al_buf_free(&s->startup);
+    al_buf_free(&s->hold_to_client);
+    al_buf_free(&s->pending_in);
+    al_buf_free(&s->inject);
+    al_buf_free(&s->held_msg);
+    for (size_t i = 0; i < s->n_refused; i++)
+        free(s->refused[i]);
+    for (size_t i = 0; i < MAX_INFLIGHT; i++)
+        free(s->fl[i].error);
+    if (s->auth_inited)
+        al_pg_auth_free(&s->auth);
+    if (s->token) {
+        al_wipe(s->token, s->token_len);
+        free(s->token);
+    }
+    al_principal_unref(&s->principal);
+    al_snapshot_unref(&s->snap);
+    pg_worker_t *pw = s->pw;
+    free(s);
+    pw->w->active--;
+    pw->n_sessions--;
+    if (pw->draining && !pw->n_sessions)
+        drained(pw);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    sess_t *s = h->data;
+    if (--s->handles == 0)
+        sess_free(s);
+}
+
+static void close_handle(sess_t *s, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        h->data = s;
+        s->handles++;
+        uv_close(h, handle_closed);
+    }
+}
+
+static void cancel_unregister(sess_t *s)
+{
+    if (!s->cancel_registered)
+        return;
+    pthread_mutex_lock(&g_cancel_lock);
+    for (cancel_ent_t **pp = &g_cancel; *pp; pp = &(*pp)->next) {
+        if ((*pp)->s == s) {
+            cancel_ent_t *e = *pp;
+            *pp = e->next;
+            free(e);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_cancel_lock);
+    s->cancel_registered = false;
+}
+
+static void kid_wake(void *arg) { uv_async_send(arg); }
+
+static void sess_close(sess_t *s)
+{
+    if (s->st == S_CLOSING)
+        return;
+    s->st = S_CLOSING;
+    cancel_unregister(s);
+    if (s->pend) {
+        s->pend->s = NULL;
+        s->pend = NULL;
+    }
+    if (s->kid_waiting) {
+        al_jwks_entry_cancel_wait(s->kid_entry, kid_wake, &s->kid_wait);
+        s->kid_waiting = false;
+        close_handle(s, (uv_handle_t *)&s->kid_wait);
+    }
+    if (s->next)
+        s->next->pprev = s->pprev;
+    *s->pprev = s->next;
+    s->handles++; /* guard while closing the rest */
+    if (s->expiry_inited)
+        close_handle(s, (uv_handle_t *)&s->expiry);
+    if (s->server_inited)
+        close_handle(s, (uv_handle_t *)&s->server);
+    close_handle(s, (uv_handle_t *)&s->client);
+    s->handles--;
+}
+
+/* ---- audit ------------------------------------------------------------------------- */
+
+static void fill_event(sess_t *s, al_audit_event_t *ev)
+{
+    al_audit_event_init(ev);
+    ev->session_id = s->session_id;
+    ev->protocol = "postgres";
+    ev->target = s->target ? s->target->name : NULL;
+    const al_principal_t *p = s->principal;
+    if (p) {
+        ev->agent = p->agent;
+        ev->subject = p->sub;
+        ev->issuer = p->iss;
+        ev->groups = p->groups;
+        ev->n_groups = p->n_groups;
+    }
+}
+
+static void on_audit_done(void *ud, int rc, const char *id, const char *err)
+{
+    pend_t *pd = ud;
+    AL_UNUSED(id);
+    pd->rc = rc;
+    snprintf(pd->err, sizeof pd->err, "%s", err ? err : "");
+    pg_worker_t *pw = pd->pw;
+    pthread_mutex_lock(&pw->lock);
+    pd->next = pw->done;
+    pw->done = pd;
+    if (!pw->closed)
+        uv_async_send(&pw->audit_async);
+    pthread_mutex_unlock(&pw->lock);
+}
+
+static void held_committed(sess_t *s, int rc, const char *err);
+
+static void on_audit_async(uv_async_t *h)
+{
+    pg_worker_t *pw = h->data;
+    pthread_mutex_lock(&pw->lock);
+    pend_t *list = pw->done;
+    pw->done = NULL;
+    pthread_mutex_unlock(&pw->lock);
+    while (list) {
+        pend_t *pd = list;
+        list = pd->next;
+        if (pd->s) {
+            pd->s->pend = NULL;
+            held_committed(pd->s, pd->rc, pd->err);
+        }
+        free(pd);
+    }
+}
+
+/* Result of a forwarded statement, recorded async after the fact. */
+static void record_result(sess_t *s, inflight_t *f)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_RESULT;
+    ev.ref_id = f->id;
+    ev.rows = f->rows;
+    ev.status = f->status[0] ? f->status : "00000";
+    ev.duration_us = (int64_t)((al_mono_ns() - f->t0) / 1000);
+    ev.error = f->error;
+    ev.decision = f->error ? "error" : "ok";
+    al_audit_submit_async(s->pw->w->rt->audit, &ev, NULL);
+    free(f->error);
+    f->error = NULL;
+}
+
+static void inflight_push(sess_t *s, const char *id, bool execute)
+{
+    if (s->fl_n == MAX_INFLIGHT) /* pathological pipelining: record and forget */
+        return;
+    inflight_t *f = &s->fl[(s->fl_head + s->fl_n++) % MAX_INFLIGHT];
+    snprintf(f->id, sizeof f->id, "%s", id);
+    f->t0 = al_mono_ns();
+    f->rows = -1;
+    f->execute = execute;
+    f->status[0] = 0;
+    free(f->error);
+    f->error = NULL;
+}
+
+static inflight_t *inflight_head(sess_t *s)
+{
+    return s->fl_n ? &s->fl[s->fl_head] : NULL;
+}
+
+static void inflight_pop(sess_t *s)
+{
+    inflight_t *f = inflight_head(s);
+    if (!f)
+        return;
+    record_result(s, f);
+    s->fl_head = (s->fl_head + 1) % MAX_INFLIGHT;
+    s->fl_n--;
+}
+
+/* ---- decisions -------------------------------------------------------------------- */
+
+/* Identity before every statement: the worker's verified-token cache
+ * answers repeated checks without a signature. */
+static bool recheck_identity(sess_t *s)
+{
+    al_worker_t *w = s->pw->w;
+    al_principal_t *p = NULL;
+    al_verify_info_t info;
+    double now = al_now();
+    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, s->token, s->token_len,
+                                   NULL, now, &p, &info);
+    if (st == AL_TOK_EXPIRED && s->target->session_grace > 0 && s->principal &&
+        now < s->principal->exp + s->target->session_grace)
+        return true;
+    if (st != AL_TOK_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "airlock: token %s", al_tok_reason(st));
+        al_audit_event_t ev;
+        fill_event(s, &ev);
+        ev.kind = AL_AUDIT_KIND_AUTH;
+        ev.decision = "deny";
+        ev.reason = al_tok_reason(st);
+        al_audit_submit_async(w->rt->audit, &ev, NULL);
+        fatal(s, "28000", msg, info.detail);
+        return false;
+    }
+    al_principal_unref(&p);
+    return true;
+}
+
+static void refusal_message(const al_verdict_t *v, al_sql_class_t cls, char *out, size_t cap)
+{
+    const char *msg = v->rule && v->rule->message ? v->rule->message : NULL;
+    if (v->decision == AL_DECIDE_APPROVE)
+        snprintf(out, cap, "airlock: approval required by policy %s: %s", v->rule->name,
+                 msg ? msg : "this statement needs a human approval, which this gateway "
+                             "cannot hold yet; ask an approver");
+    else if (v->rule)
+        snprintf(out, cap, "airlock: denied by policy %s: %s", v->rule->name,
+                 msg ? msg : "statement not allowed");
+    else if (!strcmp(v->reason, "invalid_function_call"))
+        snprintf(out, cap, "airlock: denied by policy: function calls are not allowed");
+    else
+        snprintf(out, cap, "airlock: denied by policy: no rule allows this %s statement",
+                 al_sql_class_name(cls));
+}
+
+typedef struct decision {
+    al_verdict_t v;
+    al_sql_class_t cls;
+    const al_sql_result_t *r;
+} decision_t;
+
+static void decide(sess_t *s, al_str_t sql, decision_t *d)
+{
+    const al_policy_t *pol = s->pw->w->snap->policy;
+    al_sql_opts_t o = {.default_function_class = al_policy_target_fn_default(pol, s->target->name)};
+    al_sql_classify(s->pw->sql, sql.p, sql.len, &o, &d->r);
+    const al_principal_t *p = s->principal;
+    al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
+    al_policy_decide_sql(pol, &who, s->target->name, d->r, (int64_t)al_now(), &d->v, NULL, 0);
+    d->cls = d->r->cls;
+}
+
+/* Builds and submits the decision event. strict: returns AL_OK when the
+ * submission was accepted (callback to come), AL_ERR refused at once. */
+static int audit_decision(sess_t *s, al_str_t action, const decision_t *d, bool strict,
+                          char id[AL_AUDIT_ID_SIZE], const char **err)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_DECISION;
+    ev.action = action;
+    ev.cls = al_sql_class_name(d->cls);
+    ev.decision = al_decision_name(d->v.decision);
+    ev.rule = d->v.rule ? d->v.rule->name : NULL;
+    ev.reason = d->v.reason;
+    const char *tables[64];
+    char tb[64][128];
+    const al_sql_result_t *r = d->r;
+    for (size_t i = 0; r && i < r->n_tables && ev.n_tables < 64; i++) {
+        const al_sql_table_t *t = &r->tables[i];
+        if (t->schema.len)
+            snprintf(tb[ev.n_tables], sizeof tb[0], "%.*s.%.*s", (int)t->schema.len,
+                     t->schema.p, (int)t->name.len, t->name.p);
+        else
+            snprintf(tb[ev.n_tables], sizeof tb[0], "%.*s", (int)t->name.len, t->name.p);
+        tables[ev.n_tables] = tb[ev.n_tables];
+        ev.n_tables++;
+    }
+    ev.tables = tables;
+    al_audit_t *a = s->pw->w->rt->audit;
+    if (!strict) {
+        al_audit_submit_async(a, &ev, id);
+        return AL_OK;
+    }
+    pend_t *pd = al_xcalloc(1, sizeof *pd);
+    pd->s = s;
+    pd->pw = s->pw;
+    if (al_audit_submit(a, &ev, on_audit_done, pd, id, err) != AL_OK) {
+        free(pd);
+        return AL_ERR;
+    }
+    s->pend = pd;
+    return AL_OK;
+}
+
+/* Queues an ErrorResponse for the client at the right place in the stream:
+ * now when nothing is outstanding upstream, else just before the next
+ * ReadyForQuery. simple: the refused message was a Query (answer it with
+ * ReadyForQuery too). */
+static void refuse(sess_t *s, const char *sqlstate, const char *msg, bool simple)
+{
+    al_buf_t e;
+    al_buf_init(&e);
+    al_pg_build_error(&e, "ERROR", sqlstate, msg, NULL, NULL);
+    if (!s->outstanding) {
+        send_buf(s, true, &e);
+        if (simple) {
+            al_pg_build_ready(&e, s->txn ? s->txn : 'I');
+            send_buf(s, true, &e);
+        }
+    } else if (simple) {
+        /* Keep order: an empty query upstream answers EmptyQueryResponse
+         * (dropped) and ReadyForQuery, before which the error goes. */
+        al_buf_append(&s->inject, e.p, e.len);
+        s->drop_empty++;
+        al_pg_build_query(&e, "");
+        send_buf(s, false, &e);
+        s->outstanding++;
+    } else {
+        al_buf_append(&s->inject, e.p, e.len);
+    }
+    al_buf_free(&e);
+}
+
+static void remember_refused(sess_t *s, al_str_t name)
+{
+    for (size_t i = 0; i < s->n_refused; i++)
+        if (strlen(s->refused[i]) == name.len && !memcmp(s->refused[i], name.p, name.len))
+            return;
+    if (s->n_refused == MAX_REFUSED) {
+        free(s->refused[0]);
+        memmove(s->refused, s->refused + 1, (MAX_REFUSED - 1) * sizeof *s->refused);
+        s->n_refused--;
+    }
+    s->refused[s->n_refused++] = al_xstrndup(name.p, name.len);
+}
+
+static void forget_refused(sess_t *s, al_str_t name)
+{
+    for (size_t i = 0; i < s->n_refused; i++) {
+        if (strlen(s->refused[i]) == name.len && !memcmp(s->refused[i], name.p, name.len)) {
+            free(s->refused[i]);
+            s->refused[i] = s->refused[--s->n_refused];
+            return;
+        }
+    }
+}
+
+static bool is_refused(sess_t *s, al_str_t name)
+{
+    for (size_t i = 0; i < s->n_refused; i++)
+        if (strlen(s->refused[i]) == name.len && !memcmp(s->refused[i], name.p, name.len))
+            return true;
+    return false;
+}
+
+/* ---- client -> upstream ---------------------------------------------------------- */
+
+static void forward(sess_t *s, const al_pg_msg_t *m)
+{
+    send_bytes(s, false, m->raw, m->raw_len);
+    s->outstanding++;
+}
+
+/* Strict record done: forward the held message, or refuse it. */
+static void held_committed(sess_t *s, int rc, const char *err)
+{
+    s->audit_wait = false;
+    if (rc != AL_OK) {
+        al_log(AL_LOG_ERROR, "audit record not committed; statement refused", "session",
+               s->session_id, "error", err, NULL);
+        char msg[AL_AUDIT_ERR_SIZE + 96];
+        snprintf(msg, sizeof msg, "airlock: statement refused: its audit record could not be "
+                                  "written (%s)", err);
+        bool simple = s->held_msg.len && s->held_msg.p[0] == 'Q';
+        if (!simple)
+            s->skipping = true;
+        refuse(s, "58030", msg, simple);
+    } else {
+        bool simple = s->held_msg.p[0] == 'Q';
+        send_bytes(s, false, s->held_msg.p, s->held_msg.len);
+        s->outstanding++;
+        inflight_push(s, s->held_id, !simple);
+    }
+    al_buf_reset(&s->held_msg);
+    resume_client(s);
+}
+
+/* Query or Parse: decide, audit, forward or refuse. Returns false when the
+ * session must stop processing input (waiting for audit, or closed). */
+static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t stmt_name,
+                      bool simple)
+{
+    if (!recheck_identity(s))
+        return false;
+    decision_t d;
+    decide(s, sql, &d);
+    if (d.v.decision != AL_DECIDE_ALLOW) {
+        char id[AL_AUDIT_ID_SIZE];
+        audit_decision(s, sql, &d, false, id, NULL);
+        char msg[512];
+        refusal_message(&d.v, d.cls, msg, sizeof msg);
+        if (!simple) {
+            remember_refused(s, stmt_name);
+            s->skipping = true;
+        }
+        refuse(s, "42501", msg, simple);
+        return true;
+    }
+    if (!simple)
+        forget_refused(s, stmt_name);
+    bool strict = d.v.audit != AL_AUDIT_MODE_ASYNC;
+    const char *err = NULL;
+    char id[AL_AUDIT_ID_SIZE] = "";
+    if (audit_decision(s, sql, &d, strict, id, &err) != AL_OK) {
+        al_log(AL_LOG_ERROR, "audit refused a strict event; statement refused", "session",
+               s->session_id, "error", err ? err : "?", NULL);
+        char msg[256];
+        snprintf(msg, sizeof msg, "airlock: statement refused: its audit record could not be "
+                                  "written (%s)", err ? err : "audit unavailable");
+        if (!simple)
+            s->skipping = true;
+        refuse(s, "58030", msg, simple);
+        return true;
+    }
+    if (strict) {
+        /* Hold the message until the record commits; stop reading. */
+        al_buf_append(&s->held_msg, m->raw, m->raw_len);
+        snprintf(s->held_id, sizeof s->held_id, "%s", id);
+        s->audit_wait = true;
+        return false;
+    }
+    forward(s, m);
+    inflight_push(s, id, !simple);
+    return true;
+}
+
+/* One client message in READY. Returns false to stop processing input. */
+static bool client_msg(sess_t *s, const al_pg_msg_t *m)
+{
+    switch (m->type) {
+    case 'Q': {
+        al_str_t sql;
+        if (al_pg_parse_query(m->body, m->body_len, &sql) != AL_PG_OK) {
+            fatal(s, "08P01", "airlock: malformed Query message", NULL);
+            return false;
+        }
+        return statement(s, m, sql, (al_str_t){"", 0}, true);
+    }
+    case 'S': /* Sync ends a refused batch */
+        s->skipping = false;
+        s->upstream_error = false;
+        forward(s, m);
+        return true;
+    case 'X':
+        send_bytes(s, false, m->raw, m->raw_len);
+        sess_close(s);
+        return false;
+    default:
+        break;
+    }
+    if (s->skipping) /* after a refusal, a server discards until Sync too */
+        return true;
+    switch (m->type) {
+    case 'P': {
+        al_pg_parse_msg_t pm;
+        if (al_pg_parse_parse(m->body, m->body_len, &pm) != AL_PG_OK) {
+            fatal(s, "08P01", "airlock: malformed Parse message", NULL);
+            return false;
+        }
+        return statement(s, m, pm.query, pm.statement, false);
+    }
+    case 'B': {
+        al_pg_bind_t b;
+        if (al_pg_parse_bind(m->body, m->body_len, &b) != AL_PG_OK) {
+            fatal(s, "08P01", "airlock: malformed Bind message", NULL);
+            return false;
+        }
+        if (is_refused(s, b.statement)) {
+            s->skipping = true;
+            refuse(s, "42501", "airlock: denied by policy: this prepared statement was refused",
+                   false);
+            return true;
+        }
+        if (!recheck_identity(s))
+            return false;
+        forward(s, m);
+        return true;
+    }
+    case 'E':
+        if (!recheck_identity(s))
+            return false;
+        forward(s, m);
+        return true;
+    case 'F': {
+        /* FunctionCall: an admin-class action unless a rule allows admin. */
+        if (!recheck_identity(s))
+            return false;
+        const al_principal_t *p = s->principal;
+        al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
+        al_action_t act = {.kind = AL_ACTION_SQL, .target = s->target->name,
+                           .cls = AL_SQL_ADMIN, .now = (int64_t)al_now()};
+        decision_t d = {.cls = AL_SQL_ADMIN};
+        al_policy_decide(s->pw->w->snap->policy, &who, &act, &d.v);
+        char id[AL_AUDIT_ID_SIZE];
+        audit_decision(s, al_str_c("<FunctionCall>"), &d, false, id, NULL);
+        if (d.v.decision != AL_DECIDE_ALLOW) {
+            char msg[512];
+            refusal_message(&d.v, AL_SQL_ADMIN, msg, sizeof msg);
+            refuse(s, "42501", msg, true);
+            return true;
+        }
+        forward(s, m);
+        return true;
+    }
+    default:
+        forward(s, m); /* Describe, Close, Flush, CopyData/Done/Fail, ... */
+        return true;
+    }
+}
+
+static void process_client(sess_t *s)
+{
+    size_t off = 0;
+    al_buf_t *in = &s->pending_in;
+    while (off < in->len && s->st == S_READY && !s->audit_wait) {
+        al_pg_msg_t m;
+        ssize_t n = al_pg_frame(&s->cf, (const uint8_t *)in->p + off, in->len - off, &m);
+        if (n < 0) {
+            fatal(s, "08P01", "airlock: protocol violation from the client",
+                  al_pg_err_str(s->cf.err));
+            return;
+        }
+        if (n == 0) {
+            off = in->len;
+            break;
+        }
+        off += (size_t)n;
+        if (!client_msg(s, &m))
+            break;
+    }
+    if (s->st == S_CLOSING)
+        return;
+    memmove(in->p, in->p + off, in->len - off);
+    in->len -= off;
+    if (s->audit_wait && !s->client_paused) {
+        s->client_paused = true;
+        uv_read_stop((uv_stream_t *)&s->client);
+    }
+}
+
+/* ---- upstream -> client -------------------------------------------------------------- */
+
+static void server_msg(sess_t *s, const al_pg_msg_t *m)
+{
+    inflight_t *f = inflight_head(s);
+    switch (m->type) {
+    case 'Z': {
+        char status = 'I';
+        al_pg_parse_ready(m->body, m->body_len, &status);
+        s->txn = status;
+        if (s->inject.len) {
+            if (!s->upstream_error)
+                send_bytes(s, true, s->inject.p, s->inject.len);
+            al_buf_reset(&s->inject);
+        }
+        while (s->fl_n)
+            inflight_pop(s);
+        s->outstanding = 0;
+        s->upstream_error = false;
+        if (s->pw->draining && status == 'I' && !s->pending_in.len) {
+            send_bytes(s, true, m->raw, m->raw_len);
+            sess_close(s); /* drain: idle now */
+            return;
+        }
+        break;
+    }
+    case 'I':
+        if (s->drop_empty) { /* our placeholder for a refused Query */
+            s->drop_empty--;
+            return;
+        }
+        if (f && f->execute)
+            inflight_pop(s);
+        break;
+    case 'C': {
+        al_str_t tag;
+        uint64_t rows;
+        if (f && al_pg_parse_command_complete(m->body, m->body_len, &tag) == AL_PG_OK &&
+            al_pg_command_rows(tag, &rows))
+            f->rows = (f->rows < 0 ? 0 : f->rows) + (int64_t)rows;
+        if (f && f->execute)
+            inflight_pop(s);
+        break;
+    }
+    case 's': /* PortalSuspended */
+        if (f && f->execute)
+            inflight_pop(s);
+        break;
+    case 'E': {
+        s->upstream_error = true;
+        al_pg_notice_t n;
+        if (f && al_pg_parse_notice(m->body, m->body_len, &n) == AL_PG_OK) {
+            al_str_t code = al_pg_notice_get(&n, 'C'), msg = al_pg_notice_get(&n, 'M');
+            snprintf(f->status, sizeof f->status, "%.*s", (int)AL_MIN(code.len, 5), code.p);
+            free(f->error);
+            f->error = al_xstrndup(msg.p ? msg.p : "", msg.len);
+            if (f->execute)
+                inflight_pop(s);
+        }
+        break;
+    }
+    case 'K': /* only at start; never relayed later */
+        return;
+    default:
+        break;
+    }
+    send_bytes(s, true, m->raw, m->raw_len);
+}
+
+/* ---- upstream authentication --------------------------------------------------------- */
+
+static char *upstream_password(const al_target_conf_t *t, char *err, size_t cap)
+{
+    const al_upstream_conf_t *u = &t->upstream;
+    if (u->password_env) {
+        const char *v = getenv(u->password_env);
+        if (!v) {
+            snprintf(err, cap, "the environment variable %s (upstream.password_env) is not set",
+                     u->password_env);
+            return NULL;
+        }
+        return al_xstrdup(v);
+    }
+    if (u->password_file) {
+        char *data = NULL;
+        size_t len = 0;
+        if (al_read_file(u->password_file, 4096, &data, &len) != AL_OK) {
+            snprintf(err, cap, "cannot read upstream.password_file %s", u->password_file);
+            return NULL;
+        }
+        while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+            data[--len] = 0;
+        return data;
+    }
+    return al_xstrdup("");
+}
+
+static void upstream_ready(sess_t *s)
+{
+    /* Client: AuthenticationOk, the upstream's ParameterStatus, our own
+     * BackendKeyData (cancel goes through airlock), then ReadyForQuery. */
+    al_buf_t b;
+    al_buf_init(&b);
+    al_pg_build_auth_ok(&b);
+    al_buf_append(&b, s->hold_to_client.p, s->hold_to_client.len);
+    al_buf_reset(&s->hold_to_client);
+    al_pg_build_backend_key(&b, s->my_pid, s->my_key);
+    send_buf(s, true, &b);
+    al_buf_free(&b);
+}
+
+static void server_auth_msg(sess_t *s, const al_pg_msg_t *m)
+{
+    switch (m->type) {
+    case 'R': {
+        al_pg_authreq_t req;
+        if (al_pg_parse_authentication(m->body, m->body_len, &req) != AL_PG_OK) {
+            fatal(s, "08P01", "airlock: malformed authentication request from the upstream",
+                  NULL);
+            return;
+        }
+        al_buf_t out;
+        al_buf_init(&out);
+        al_pg_auth_rc_t rc = al_pg_auth_step(&s->auth, &req, &out);
+        if (rc == AL_PG_AUTH_SEND)
+            send_buf(s, false, &out);
+        al_buf_free(&out);
+        if (rc < 0) {
+            al_log(AL_LOG_ERROR, "upstream authentication failed", "target", s->target->name,
+                   "error", al_pg_auth_rc_str(rc), NULL);
+            fatal(s, "08006", "airlock: cannot authenticate to the upstream database",
+                  "see the gateway log; the agent's credentials were fine");
+            return;
+        }
+        if (rc == AL_PG_AUTH_DONE)
+            al_pg_framer_set_authenticated(&s->sf);
+        return;
+    }
+    case 'E': {
+        al_pg_notice_t n;
+        al_str_t msg = {"", 0};
+        if (al_pg_parse_notice(m->body, m->body_len, &n) == AL_PG_OK)
+            msg = al_pg_notice_get(&n, 'M');
+        char d[512];
+        snprintf(d, sizeof d, "%.*s", (int)msg.len, msg.p ? msg.p : "");
+        al_log(AL_LOG_ERROR, "the upstream refused the connection", "target", s->target->name,
+               "error", d, NULL);
+        fatal(s, "08006", "airlock: the upstream database refused the connection", d);
+        return;
+    }
+    case 'K': {
+        al_pg_backend_key_t k;
+        if (al_pg_parse_backend_key(m->body, m->body_len, &k) == AL_PG_OK) {
+            cancel_ent_t *e = al_xcalloc(1, sizeof *e);
+            e->pid = s->my_pid;
+            e->key = s->my_key;
+            e->s = s;
+            e->up_pid = k.pid;
+            e->up_key = k.key;
+            e->up_addr = s->up_addr;
+            pthread_mutex_lock(&g_cancel_lock);
+            e->next = g_cancel;
+            g_cancel = e;
+            pthread_mutex_unlock(&g_cancel_lock);
+            s->cancel_registered = true;
+        }
+        return;
+    }
+    case 'Z':
+        upstream_ready(s);
+        s->st = S_READY;
+        al_pg_framer_set_authenticated(&s->cf);
+        server_msg(s, m);
+        resume_client(s);
+        return;
+    case 'S':
+    case 'N':
+        al_buf_append(&s->hold_to_client, m->raw, m->raw_len);
+        return;
+    default:
+        fatal(s, "08P01", "airlock: unexpected message from the upstream during start-up",
+              NULL);
+    }
+}
+
+/* ---- reads ----------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    AL_UNUSED(h);
+    AL_UNUSED(hint);
+    static _Thread_local char chunk[READ_CHUNK];
+    *b = uv_buf_init(chunk, sizeof chunk);
+}
+
+static void server_feed(sess_t *s, const uint8_t *p, size_t n)
+{
+    size_t off = 0;
+    while (off < n && s->st != S_CLOSING) {
+        al_pg_msg_t m;
+        ssize_t k = al_pg_frame(&s->sf, p + off, n - off, &m);
+        if (k < 0) {
+            fatal(s, "08P01", "airlock: protocol violation from the upstream",
+                  al_pg_err_str(s->sf.err));
+            return;
+        }
+        if (k == 0)
+            break;
+        off += (size_t)k;
+        if (s->st == S_UP_AUTH)
+            server_auth_msg(s, &m);
+        else
+            server_msg(s, &m);
+    }
+    if (s->st == S_READY && !s->server_paused &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&s->client) > HIGH_WATER) {
+        s->server_paused = true;
+        uv_read_stop((uv_stream_t *)&s->server);
+    }
+}
+
+static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    sess_t *s = st->data;
+    if (n < 0) {
+        if (s->st != S_CLOSING && s->st != S_READY)
+            fatal(s, "08006", "airlock: the upstream closed the connection", NULL);
+        else
+            sess_close(s);
+        return;
+    }
+    server_feed(s, (const uint8_t *)b->base, (size_t)n);
+}
+
+static void resume_client(sess_t *s)
+{
+    if (s->st == S_CLOSING)
+        return;
+    if (s->pending_in.len)
+        process_client(s);
+    if (s->st == S_CLOSING || s->audit_wait)
+        return;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&s->server) > HIGH_WATER) {
+        if (!s->client_paused) {
+            s->client_paused = true;
+            uv_read_stop((uv_stream_t *)&s->client);
+        }
+        return;
+    }
+    if (s->client_paused) {
+        s->client_paused = false;
+        uv_read_start((uv_stream_t *)&s->client, on_alloc, on_client_read);
+    }
+}
+
+/* ---- start-up ---------------------------------------------------------------------- */
+
+static void on_connected(uv_connect_t *c, int status)
+{
+    sess_t *s = c->data;
+    if (s->st == S_CLOSING)
+        return;
+    if (status < 0) {
+        al_log(AL_LOG_ERROR, "cannot connect to the upstream", "target", s->target->name,
+               "error", uv_strerror(status), NULL);
+        fatal(s, "08006", "airlock: cannot reach the upstream database", uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&s->server, 1);
+    s->st = S_UP_AUTH;
+    const al_upstream_conf_t *u = &s->target->upstream;
+    /* The client's parameters pass on, except who it is and where. */
+    al_pg_param_t ps[AL_PG_MAX_STARTUP_PARAMS];
+    size_t n = 0;
+    const char *db = u->database;
+    ps[n++] = (al_pg_param_t){al_str_c("user"), al_str_c(u->user ? u->user : "postgres")};
+    for (size_t i = 0; i < s->su.nparams && n < AL_PG_MAX_STARTUP_PARAMS - 1; i++) {
+        al_str_t k = s->su.params[i].name;
+        if (al_str_eq_c(k, "user") || al_str_eq_c(k, "database") ||
+            (k.len > 4 && !memcmp(k.p, "_pq_", 4)))
+            continue;
+        ps[n++] = s->su.params[i];
+    }
+    if (db)
+        ps[n++] = (al_pg_param_t){al_str_c("database"), al_str_c(db)};
+    else if (s->su.database.p)
+        ps[n++] = (al_pg_param_t){al_str_c("database"), s->su.database};
+    al_buf_t b;
+    al_buf_init(&b);
+    al_pg_build_startup(&b, ps, n);
+    send_buf(s, false, &b);
+    al_buf_free(&b);
+    uv_read_start((uv_stream_t *)&s->server, on_alloc, on_server_read);
+}
+
+static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    sess_t *s = g->data;
+    if (s->st == S_CLOSING) {
+        uv_freeaddrinfo(res);
+        if (--s->handles == 0)
+            sess_free(s);
+        return;
+    }
+    s->handles--;
+    if (status < 0 || !res) {
+        fatal(s, "08006", "airlock: cannot resolve the upstream host", uv_strerror(status));
+        uv_freeaddrinfo(res);
+        return;
+    }
+    memcpy(&s->up_addr, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    uv_tcp_init(&s->pw->w->loop, &s->server);
+    s->server.data = s;
+    s->server_inited = true;
+    s->conn.data = s;
+    if (uv_tcp_connect(&s->conn, &s->server, (struct sockaddr *)&s->up_addr, on_connected) != 0)
+        fatal(s, "08006", "airlock: cannot connect to the upstream database", NULL);
+}
+
+static void start_upstream(sess_t *s)
+{
+    char err[256];
+    char *pw = upstream_password(s->target, err, sizeof err);
+    if (!pw) {
+        al_log(AL_LOG_ERROR, "upstream credential unavailable", "target", s->target->name,
+               "error", err, NULL);
+        fatal(s, "08006", "airlock: the upstream credential is not configured", NULL);
+        return;
+    }
+    const al_upstream_conf_t *u = &s->target->upstream;
+    al_pg_auth_opts_t ao = {.allow = AL_PG_AUTH_ALLOW_ANY};
+    int rc = al_pg_auth_init(&s->auth, u->user ? u->user : "postgres", pw, &ao);
+    al_wipe(pw, strlen(pw));
+    free(pw);
+    if (rc != AL_OK) {
+        fatal(s, "08006", "airlock: cannot prepare upstream authentication", NULL);
+        return;
+    }
+    s->auth_inited = true;
+    s->st = S_CONNECTING;
+    char port[8];
+    snprintf(port, sizeof port, "%d", u->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    s->gai.data = s;
+    s->handles++; /* the resolver holds the session */
+    if (uv_getaddrinfo(&s->pw->w->loop, &s->gai, on_resolved, u->host, port, &hints) != 0) {
+        s->handles--;
+        fatal(s, "08006", "airlock: cannot resolve the upstream host", NULL);
+    }
+}
+
+static void on_expiry(uv_timer_t *t)
+{
+    sess_t *s = t->data;
+    fatal(s, "28000", "airlock: token expired", "the session ends with the agent's token");
+}
+
+static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p, const char *detail)
+{
+    if (st != AL_TOK_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "airlock: token %s", al_tok_reason(st));
+        al_audit_event_t ev;
+        fill_event(s, &ev);
+        ev.kind = AL_AUDIT_KIND_AUTH;
+        ev.decision = "deny";
+        ev.reason = al_tok_reason(st);
+        al_audit_submit_async(s->pw->w->rt->audit, &ev, NULL);
+        fatal(s, st == AL_TOK_MISSING_TOKEN ? "28P01" : "28000", msg, detail);
+        return;
+    }
+    s->principal = al_principal_ref(p);
+    /* The session ends with the token (plus the configured grace). */
+    double left = p->exp + s->target->session_grace - al_now();
+    uv_timer_init(&s->pw->w->loop, &s->expiry);
+    s->expiry.data = s;
+    s->expiry_inited = true;
+    uv_timer_start(&s->expiry, on_expiry, left > 0 ? (uint64_t)(left * 1000) : 0, 0);
+    start_upstream(s);
+}
+
+static void verify_token(sess_t *s);
+
+static void on_kid_fetched(uv_async_t *a)
+{
+    sess_t *s = a->data;
+    s->kid_waiting = false;
+    close_handle(s, (uv_handle_t *)a);
+    if (s->st == S_VERIFYING)
+        verify_token(s);
+}
+
+static void verify_token(sess_t *s)
+{
+    al_worker_t *w = s->pw->w;
+    al_principal_t *p = NULL;
+    al_verify_info_t info;
+    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, s->token, s->token_len,
+                                   NULL, al_now(), &p, &info);
+    if (st == AL_TOK_UNKNOWN_KID && info.refetch && !s->kid_entry) {
+        /* RFC 7517 §5: wait for the rate-limited refetch, once. */
+        if (uv_async_init(&w->loop, &s->kid_wait, on_kid_fetched) == 0) {
+            s->kid_wait.data = s;
+            s->kid_waiting = true;
+            s->kid_entry = info.refetch;
+            if (al_jwks_entry_on_fetched(info.refetch, info.refetch_ticket, kid_wake,
+                                         &s->kid_wait))
+                uv_async_send(&s->kid_wait);
+            return;
+        }
+    }
+    verified(s, st, p, info.detail);
+    al_principal_unref(&p);
+}
+
+static void startup_msg(sess_t *s, const al_pg_msg_t *m)
+{
+    if (s->st == S_STARTUP) {
+        al_buf_append(&s->startup, m->body, m->body_len);
+        al_pg_err_t e = al_pg_parse_startup((const uint8_t *)s->startup.p, s->startup.len, &s->su);
+        if (e != AL_PG_OK) {
+            fatal(s, "08P01", "airlock: invalid startup packet", al_pg_err_str(e));
+            return;
+        }
+        switch (s->su.kind) {
+        case AL_PG_SK_SSL_REQUEST:
+        case AL_PG_SK_GSSENC_REQUEST:
+            /* No TLS/GSS on this listener (tls: off): 'N', then plaintext. */
+            send_bytes(s, true, "N", 1);
+            al_buf_reset(&s->startup);
+            al_pg_framer_resume(&s->cf);
+            return;
+        case AL_PG_SK_CANCEL_REQUEST: {
+            /* Forward only to the session holding this pid and key. */
+            cancel_ent_t found = {0};
+            bool ok = false;
+            pthread_mutex_lock(&g_cancel_lock);
+            for (cancel_ent_t *c = g_cancel; c; c = c->next)
+                if (c->pid == s->su.cancel_pid && c->key == s->su.cancel_key) {
+                    found = *c;
+                    ok = true;
+                    break;
+                }
+            pthread_mutex_unlock(&g_cancel_lock);
+            if (ok) {
+                int fd = socket(found.up_addr.ss_family, SOCK_STREAM, 0);
+                al_buf_t b;
+                al_buf_init(&b);
+                al_pg_build_cancel_request(&b, found.up_pid, found.up_key);
+                socklen_t sl = found.up_addr.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                    : sizeof(struct sockaddr_in);
+                /* A short blocking exchange to a configured upstream. */
+                if (fd >= 0 && connect(fd, (struct sockaddr *)&found.up_addr, sl) == 0 &&
+                    write(fd, b.p, b.len) == (ssize_t)b.len)
+                    al_log(AL_LOG_INFO, "cancel forwarded", "target", s->target->name, NULL);
+                if (fd >= 0)
+                    close(fd);
+                al_buf_free(&b);
+            }
+            sess_close(s);
+            return;
+        }
+        case AL_PG_SK_STARTUP:
+            break;
+        default:
+            fatal(s, "08P01", "airlock: unsupported startup request", NULL);
+            return;
+        }
+        s->st = S_PASSWORD;
+        al_buf_t b;
+        al_buf_init(&b);
+        al_pg_build_auth_cleartext(&b);
+        send_buf(s, true, &b);
+        al_buf_free(&b);
+        return;
+    }
+    if (s->st == S_PASSWORD) {
+        al_str_t pw;
+        if (m->type != 'p' || al_pg_parse_password(m->body, m->body_len, &pw) != AL_PG_OK) {
+            fatal(s, "08P01", "airlock: expected a password message (the agent's token)", NULL);
+            return;
+        }
+        if (!pw.len) {
+            fatal(s, "28P01", "airlock: token missing_token",
+                  "send the agent's OIDC access token as the password");
+            return;
+        }
+        s->token = al_xstrndup(pw.p, pw.len);
+        s->token_len = pw.len;
+        s->st = S_VERIFYING;
+        verify_token(s);
+        return;
+    }
+    fatal(s, "08P01", "airlock: unexpected message before authentication completed", NULL);
+}
+
+static void client_feed(sess_t *s, const uint8_t *p, size_t n)
+{
+    if (s->st == S_READY || s->audit_wait || s->pending_in.len) {
+        al_buf_append(&s->pending_in, p, n);
+        if (s->st == S_READY && !s->audit_wait)
+            process_client(s);
+        return;
+    }
+    size_t off = 0;
+    while (off < n && (s->st == S_STARTUP || s->st == S_PASSWORD)) {
+        al_pg_msg_t m;
+        ssize_t k = al_pg_frame(&s->cf, p + off, n - off, &m);
+        if (k < 0) {
+            fatal(s, "08P01", "airlock: invalid message before authentication",
+                  al_pg_err_str(s->cf.err));
+            return;
+        }
+        if (k == 0)
+            return;
+        off += (size_t)k;
+        startup_msg(s, &m);
+    }
+    /* Bytes after the password (pipelined queries) wait for READY. */
+    if (off < n && s->st != S_CLOSING)
+        al_buf_append(&s->pending_in, p + off, n - off);
+    if (s->st != S_STARTUP && s->st != S_PASSWORD && s->st != S_READY && s->st != S_CLOSING &&
+        !s->client_paused) {
+        s->client_paused = true;
+        uv_read_stop((uv_stream_t *)&s->client);
+    }
+}
+
+static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    sess_t *s = st->data;
+    if (n < 0) {
+        sess_close(s);
+        return;
+    }
+    client_feed(s, (const uint8_t *)b->base, (size_t)n);
+}
+
+/* ---- accept ------------------------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    listener_t *l = srv->data;
+    pg_worker_t *pw = l->pw;
+    if (status < 0 || pw->draining)
+        return;
+    sess_t *s = al_xcalloc(1, sizeof *s);
+    s->pw = pw;
+    s->snap = al_snapshot_ref(pw->w->snap);
+    s->target = al_config_target(s->snap->cfg, l->target);
+    uv_tcp_init(&pw->w->loop, &s->client);
+    s->client.data = s;
+    if (uv_accept(srv, (uv_stream_t *)&s->client) != 0) {
+        s->pprev = &s->next; /* not linked */
+        s->st = S_CLOSING;
+        s->handles = 0;
+        close_handle(s, (uv_handle_t *)&s->client);
+        pw->w->active++;
+        pw->n_sessions++;
+        return;
+    }
+    uv_tcp_nodelay(&s->client, 1);
+    s->next = pw->sessions;
+    if (pw->sessions)
+        pw->sessions->pprev = &s->next;
+    s->pprev = &pw->sessions;
+    pw->sessions = s;
+    pw->w->active++;
+    pw->n_sessions++;
+    al_pg_framer_init(&s->cf, AL_PG_FRONTEND, NULL);
+    al_pg_framer_init(&s->sf, AL_PG_BACKEND, NULL);
+    al_buf_init(&s->startup);
+    al_buf_init(&s->hold_to_client);
+    al_buf_init(&s->pending_in);
+    al_buf_init(&s->inject);
+    al_buf_init(&s->held_msg);
+    al_audit_uuid7((int64_t)(al_now() * 1e6), s->session_id);
+    uint8_t r[8];
+    RAND_bytes(r, sizeof r);
+    memcpy(&s->my_pid, r, 4);
+    memcpy(&s->my_key, r + 4, 4);
+    s->my_pid = (s->my_pid & 0x3fffffff) | 1;
+    s->txn = 'I';
+    if (!s->target || s->target->protocol != AL_PROTO_POSTGRES) {
+        fatal(s, "08006", "airlock: this listener's target is no longer configured", NULL);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&s->client, on_alloc, on_client_read);
+}
+
+/* ---- listeners ---------------------------------------------------------------------- */
+
+static int parse_hostport(const char *hp, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(hp, ':');
+    if (!colon || (size_t)(colon - hp) >= sizeof host)
+        return AL_ERR;
+    size_t hl = (size_t)(colon - hp);
+    memcpy(host, hp, hl);
+    host[hl] = 0;
+    int port = atoi(colon + 1);
+    if (host[0] == '[' && hl > 2) {
+        host[hl - 1] = 0;
+        return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss) ? AL_ERR : AL_OK;
+    }
+    if (!strcmp(host, "localhost"))
+        strcpy(host, "127.0.0.1");
+    return uv_ip4_addr(host, port, (struct sockaddr_in *)ss) ? AL_ERR : AL_OK;
+}
+
+int al_pg_listen_all(al_runtime_t *rt)
+{
+    const al_config_t *cfg = rt->snap->cfg;
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        w->pg_fds = al_xcalloc(cfg->n_targets ? cfg->n_targets : 1, sizeof *w->pg_fds);
+        w->pg_targets = al_xcalloc(cfg->n_targets ? cfg->n_targets : 1, sizeof *w->pg_targets);
+        for (size_t t = 0; t < cfg->n_targets; t++) {
+            const al_target_conf_t *tc = &cfg->targets[t];
+            if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
+                continue;
+            struct sockaddr_storage ss;
+            if (parse_hostport(tc->listen, &ss) != AL_OK) {
+                al_log(AL_LOG_ERROR, "targets[].listen must be an IP:port address", "target",
+                       tc->name, "listen", tc->listen, NULL);
+                return AL_ERR;
+            }
+            int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            int one = 1;
+            socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in);
+            if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+                bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
+                al_log(AL_LOG_ERROR, "cannot listen for the target", "target", tc->name,
+                       "listen", tc->listen, "error", strerror(errno), NULL);
+                if (fd >= 0)
+                    close(fd);
+                return AL_ERR;
+            }
+            w->pg_fds[w->n_pg] = fd;
+            w->pg_targets[w->n_pg] = al_xstrdup(tc->name);
+            w->n_pg++;
+            if (i == 0)
+                al_log(AL_LOG_INFO, "postgres listener", "target", tc->name, "listen",
+                       tc->listen, NULL);
+        }
+    }
+    return AL_OK;
+}
+
+void al_pg_listen_close(al_runtime_t *rt)
+{
+    for (int i = 0; rt->workers && i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        for (size_t k = 0; k < w->n_pg; k++) {
+            if (w->pg_fds[k] >= 0)
+                close(w->pg_fds[k]);
+            free(w->pg_targets[k]);
+        }
+        al_free(&w->pg_fds);
+        al_free(&w->pg_targets);
+        w->n_pg = 0;
+    }
+}
+
+int al_pg_worker_start(al_worker_t *w)
+{
+    pg_worker_t *pw = al_xcalloc(1, sizeof *pw);
+    pw->w = w;
+    w->pg = pw;
+    pthread_mutex_init(&pw->lock, NULL);
+    uv_async_init(&w->loop, &pw->audit_async, on_audit_async);
+    pw->audit_async.data = pw;
+    pw->sql = al_sql_new(NULL);
+    pw->ls = al_xcalloc(w->n_pg ? w->n_pg : 1, sizeof *pw->ls);
+    for (size_t k = 0; k < w->n_pg; k++) {
+        listener_t *l = &pw->ls[k];
+        l->pw = pw;
+        l->target = w->pg_targets[k];
+        uv_tcp_init(&w->loop, &l->tcp);
+        l->tcp.data = l;
+        if (uv_tcp_open(&l->tcp, w->pg_fds[k]) != 0 ||
+            uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
+            al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target, NULL);
+            return AL_ERR;
+        }
+        w->pg_fds[k] = -1; /* the handle owns it now */
+        l->open = true;
+        pw->n_ls++;
+    }
+    return AL_OK;
+}
+
+void al_pg_worker_drain(al_worker_t *w, bool force)
+{
+    pg_worker_t *pw = w->pg;
+    if (!pw)
+        return;
+    pw->draining = true;
+    for (size_t k = 0; k < pw->n_ls; k++)
+        if (pw->ls[k].open) {
+            pw->ls[k].open = false;
+            uv_close((uv_handle_t *)&pw->ls[k].tcp, NULL);
+        }
+    for (sess_t *s = pw->sessions, *n; s; s = n) {
+        n = s->next;
+        /* Idle between transactions, or forced: close now. */
+        if (force || (s->st == S_READY && !s->outstanding && s->txn == 'I' && !s->audit_wait))
+            sess_close(s);
+        else if (s->st != S_READY)
+            sess_close(s);
+    }
+    if (!pw->n_sessions && !pw->closed) {
+        pthread_mutex_lock(&pw->lock);
+        pw->closed = true;
+        pthread_mutex_unlock(&pw->lock);
+        uv_close((uv_handle_t *)&pw->audit_async, NULL);
+    }
+}
+
+void al_pg_worker_free(al_worker_t *w)
+{
+    pg_worker_t *pw = w->pg;
+    if (!pw)
+        return;
+    for (pend_t *pd = pw->done, *n; pd; pd = n) {
+        n = pd->next;
+        free(pd);
+    }
+    pthread_mutex_destroy(&pw->lock);
+    al_sql_free(&pw->sql);
+    free(pw->ls);
+    free(pw);
+    w->pg = NULL;
+}

@@ -1,0 +1,158 @@
+"""The PostgreSQL gateway with a real PostgreSQL, psql and psycopg (libpq)."""
+import json
+import os
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import BIN, free_port, mint as jw_mint, make_key, jwks_doc, run, std_claims
+
+CFG = """
+server:
+  admin_listen: {admin}
+  data_dir: {data}
+  workers: 2
+  drain_timeout: 5s
+dev_issuer: true
+targets:
+  - name: appdb
+    protocol: postgres
+    listen: 127.0.0.1:{pgport}
+    tls: off
+    upstream:
+      host: 127.0.0.1
+      port: {upport}
+      database: app
+      user: airlock_up
+      password_env: AIRLOCK_TEST_UPSTREAM_PW
+agents:
+  - { name: bot, issuer: airlock-dev, subject: bot, owner: o@example.com, groups: [bots] }
+  - { name: ro, issuer: airlock-dev, subject: ro, owner: o@example.com }
+policies:
+  - { name: reads, who: ["*"], targets: [appdb], when: { sql: [read] }, action: allow }
+  - { name: bot-writes, who: [bot], targets: [appdb], when: { sql: [write] }, action: allow }
+  - { name: bot-ddl, who: [bot], targets: [appdb], when: { sql: [ddl], tables: ["scratch*"] }, action: allow }
+  - name: no-secrets
+    who: ["*"]
+    targets: [appdb]
+    when: { tables: [secrets] }
+    action: deny
+    message: secrets are off limits
+"""
+
+
+@pytest.fixture
+def gw(gateway, pg, monkeypatch):
+    monkeypatch.setenv("AIRLOCK_TEST_UPSTREAM_PW", pg.password)
+    port = free_port()
+    g = gateway(CFG.replace("{pgport}", str(port)).replace("{upport}", str(pg.port)))
+    g.pgport = port
+    return g
+
+
+def token(g, agent="bot", *extra):
+    r = run(["token", "mint", "-c", g.cfg, "--agent", agent, *extra])
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def connect(g, tok, **kw):
+    return psycopg.connect(host="127.0.0.1", port=g.pgport, user="bot", dbname="app",
+                           password=tok, sslmode="disable", connect_timeout=10, **kw)
+
+
+def psql(g, tok, sql):
+    env = dict(os.environ, PGPASSWORD=tok, PGSSLMODE="prefer")
+    return subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(g.pgport), "-U", "bot", "-d",
+                           "app", "-At", "-c", sql], capture_output=True, text=True, env=env,
+                          timeout=30)
+
+
+def test_psql_query_and_deny(gw, pg):
+    tok = token(gw)
+    r = psql(gw, tok, "SELECT 40 + 2")
+    assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
+    r = psql(gw, tok, "DROP TABLE pg_class_copy")
+    assert r.returncode != 0
+    assert "airlock: denied by policy: no rule allows this ddl statement" in r.stderr
+
+
+def test_psycopg_session(gw, pg):
+    tok = token(gw)
+    with connect(gw, tok, autocommit=True) as c:
+        c.execute("CREATE TABLE scratch_t (id int primary key, v text)")
+        c.execute("INSERT INTO scratch_t SELECT g, 'v' || g FROM generate_series(1, 100) g")
+        # deny keeps the session usable
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+            c.execute("DROP TABLE other_t")
+        assert "airlock: denied by policy" in str(ei.value)
+        assert ei.value.sqlstate == "42501"
+        assert c.execute("SELECT count(*) FROM scratch_t").fetchone()[0] == 100
+        # a write inside a CTE is a write: ro may not
+        # prepared statements (extended protocol, server-side prepare)
+        for i in range(3):
+            row = c.execute("SELECT v FROM scratch_t WHERE id = %s", (i + 1,),
+                            prepare=True).fetchone()
+            assert row[0] == f"v{i + 1}"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("SELECT * FROM secrets WHERE id = %s", (1,))
+        assert c.execute("SELECT %s::int + 1", (41,)).fetchone()[0] == 42
+        # transactions
+        with c.transaction():
+            c.execute("UPDATE scratch_t SET v = 'x' WHERE id = 1")
+        assert c.execute("SELECT v FROM scratch_t WHERE id = 1").fetchone()[0] == "x"
+        c.execute("DROP TABLE scratch_t")
+
+
+def test_multi_statement_refused_whole(gw, pg):
+    tok = token(gw)
+    with connect(gw, tok, autocommit=True) as c:
+        c.execute("CREATE TABLE scratch_m (id int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("INSERT INTO scratch_m VALUES (1); DROP TABLE other_t")
+        assert c.execute("SELECT count(*) FROM scratch_m").fetchone()[0] == 0
+        c.execute("DROP TABLE scratch_m")
+    ro = token(gw, "ro")
+    with connect(gw, ro, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("WITH d AS (DELETE FROM pg_temp.x RETURNING *) SELECT * FROM d")
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_bad_tokens(gw, pg):
+    tok = token(gw)
+    bad = tok[:-5] + ("A" if tok[-5] != "A" else "B") + tok[-4:]
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(gw, bad)
+    assert "airlock: token bad_signature" in str(ei.value)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(gw, "not-a-token")
+    assert "airlock: token malformed" in str(ei.value)
+
+
+def test_token_expiry_ends_session(gw, pg):
+    tok = token(gw, "bot", "--ttl", "2s")
+    c = connect(gw, tok, autocommit=True)
+    assert c.execute("SELECT 1").fetchone()[0] == 1
+    time.sleep(3.5)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        c.execute("SELECT 1")
+    assert "token expired" in str(ei.value)
+    c.close()
+
+
+def test_audit_trail(gw, pg):
+    tok = token(gw)
+    with connect(gw, tok, autocommit=True) as c:
+        c.execute("SELECT 7")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            c.execute("SELECT * FROM secrets")
+    time.sleep(0.3)
+    r = run(["audit", "query", "-c", gw.cfg, "--json", "--table", "secrets"])
+    evs = json.loads(r.stdout)
+    assert evs and evs[0]["decision"] == "deny" and evs[0]["rule"] == "no-secrets"
+    assert evs[0]["protocol"] == "postgres" and evs[0]["target"] == "appdb"
+    assert evs[0]["session_id"]
