@@ -340,12 +340,32 @@ static void run_authed(admin_conn_t *c, al_tok_status_t st, al_principal_t *p)
         return;
     }
     if (st != AL_TOK_OK) {
+        /* Refusals at the admin API are audit events too (kind auth). */
+        al_audit_event_t ev;
+        al_audit_event_init(&ev);
+        ev.kind = AL_AUDIT_KIND_AUTH;
+        ev.protocol = "admin";
+        ev.action = al_str_c(c->req.path);
+        ev.decision = "deny";
+        ev.reason = al_tok_reason(st);
+        al_audit_submit_async(c->a->rt->audit, &ev, NULL);
         respond_unauthorized(c, st);
         return;
     }
     actor_t who = {false, p, roles_of(c->a->rt->snap->cfg, p),
                    p->agent ? p->agent : p->sub};
     if (c->need && !(who.roles & c->need)) {
+        al_audit_event_t ev;
+        al_audit_event_init(&ev);
+        ev.kind = AL_AUDIT_KIND_AUTH;
+        ev.protocol = "admin";
+        ev.agent = who.name;
+        ev.subject = p->sub;
+        ev.issuer = p->iss;
+        ev.action = al_str_c(c->req.path);
+        ev.decision = "deny";
+        ev.reason = "missing_role";
+        al_audit_submit_async(c->a->rt->audit, &ev, NULL);
         char d[160];
         snprintf(d, sizeof d, "this needs the %s role (admin.roles.%s in the config)",
                  role_name(c->need), role_name(c->need));

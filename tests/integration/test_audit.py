@@ -79,7 +79,7 @@ def test_decide_records_and_query(gateway):
     assert [x["action"] for x in query(g.cfg, "--table", "public.orders")] == \
         ["SELECT * FROM public.orders"]
     assert len(query(g.cfg, "--agent", "bot")) == 3
-    assert len(query(g.cfg, "--decision", "deny")) == 2
+    assert len(query(g.cfg, "--decision", "deny", "--kind", "decision")) == 2
     assert query(g.cfg, "--agent", "nobody") == []
     # the admin API: auditors only, and every admin read is itself recorded
     st, _, body = g.get("/v1/audit?table=secrets", tok)
@@ -98,6 +98,9 @@ def test_decide_records_and_query(gateway):
     admin_evs = query(g.cfg, "--agent", "sec")
     assert any(x["kind"] == "admin" and x["action"].startswith("/v1/audit") for x in admin_evs)
     assert boot not in g.logs()
+    auth = query(g.cfg, "--kind", "auth")
+    assert {(x["reason"], x["action"]) for x in auth} >= {
+        ("missing_token", "/v1/decide"), ("missing_role", "/v1/audit")}
     r = run(["audit", "verify", "-c", g.cfg])
     assert r.returncode == 0, r.stdout + r.stderr
 
