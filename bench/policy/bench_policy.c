@@ -94,6 +94,8 @@ static double run(al_sql_t *sq, const al_policy_t *pol, const al_subject_t *who,
         t = al_mono_ns() - t0;
     } while (t < lim);
     *allocs = atomic_load(&n_alloc) - a0;
+    if (sink < 0) /* keeps the decisions observable */
+        puts("impossible");
     *n_out = n;
     for (size_t i = 0; i < AL_ARRAY_LEN(STMTS); i++)
         al_sql_free(&pre_sq[i]);

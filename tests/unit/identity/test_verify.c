@@ -104,6 +104,8 @@ static int teardown(void **state)
 
 /* Signs a payload built from printf-style JSON with the given key/alg/kid. */
 static char *sign_with(EVP_PKEY *k, al_alg_t alg, const char *hdr_extra, const char *fmt, ...)
+    AL_PRINTF(4, 5);
+static char *sign_with(EVP_PKEY *k, al_alg_t alg, const char *hdr_extra, const char *fmt, ...)
 {
     char hdr[512], pl[4096];
     snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"kid\":\"%s\"%s}", al_alg_name(alg),
