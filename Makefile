@@ -44,6 +44,7 @@ $(FUZZ_BUILD)/build.ninja: | deps
 fuzz: $(FUZZ_BUILD)/build.ninja
 	@ninja -C $(FUZZ_BUILD)
 	@for t in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
+	  [ -f "$$t" ] && [ -x "$$t" ] || continue; \
 	  name=$${t##*/fuzz_}; mkdir -p .cache/fuzz/$$name; \
 	  echo "fuzzing $$name for $(FUZZ_SECONDS)s"; \
 	  $$t -max_total_time=$(FUZZ_SECONDS) .cache/fuzz/$$name tests/fuzz/corpus/$$name || exit 1; \

@@ -269,3 +269,20 @@ def test_function_call_message_refused(gw, pg):
     d = read_until(b"D")
     assert b"5" in d
     s.close()
+
+
+@pytest.mark.parametrize("mode", ["simple", "prepared", "extended"])
+def test_pgbench_through_airlock(gw, pg, mode):
+    # Initialise directly (DDL, VACUUM), then run the tpcb-like script
+    # through the gateway: reads and writes allowed, every statement decided.
+    subprocess.run(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pgbench",
+                    "-i", "-s", "1", "-q", "-h", pg.base, "-p", str(pg.port), "-U",
+                    "airlock_up", "app"], check=True, capture_output=True)
+    tok = token(gw)
+    env = dict(os.environ, PGPASSWORD=tok, PGSSLMODE="disable")
+    r = subprocess.run(["/usr/lib/postgresql/15/bin/pgbench", "-h", "127.0.0.1", "-p",
+                        str(gw.pgport), "-U", "bot", "-M", mode, "-c", "4", "-j", "2", "-t",
+                        "50", "-n", "app"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "number of transactions actually processed: 200/200" in r.stdout, r.stdout
+    assert "number of failed transactions: 0" in r.stdout, r.stdout

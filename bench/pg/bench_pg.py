@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""bench/pg: pgbench against PostgreSQL directly, through pgbouncer (session
+pooling) and through airlock, in one run on this machine; then 1,000 idle
+authenticated sessions held through airlock, with its RSS.
+
+usage: bench/pg/bench_pg.py BUILD_DIR [SECONDS_PER_RUN]
+"""
+import glob
+import os
+import pwd
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.path.abspath(os.path.join(sys.argv[1] if len(sys.argv) > 1 else "build", "airlock"))
+SECS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+PG = "/usr/lib/postgresql/15/bin"
+PGBENCH = f"{PG}/pgbench"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def as_pg(args, **kw):
+    return subprocess.run(["runuser", "-u", "postgres", "--"] + args, check=True,
+                          capture_output=True, text=True, **kw)
+
+
+def wait_port(port, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def main():
+    base = tempfile.mkdtemp(prefix="airlock-bench-pg-")
+    os.chmod(base, 0o755)
+    pw = pwd.getpwnam("postgres")
+    os.chown(base, pw.pw_uid, pw.pw_gid)
+    password = "bench-" + os.urandom(6).hex()
+    pwfile = os.path.join(base, "pw")
+    open(pwfile, "w").write(password + "\n")
+    os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+    data = os.path.join(base, "data")
+    pgport, bport, aport, admport = free_port(), free_port(), free_port(), free_port()
+    procs = []
+    try:
+        as_pg([f"{PG}/initdb", "-D", data, "-U", "bench", "--pwfile", pwfile,
+               "--auth-host", "scram-sha-256", "--auth-local", "trust"])
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            f.write(f"port = {pgport}\nlisten_addresses = '127.0.0.1'\n"
+                    f"unix_socket_directories = '{base}'\nmax_connections = 1200\n"
+                    "shared_buffers = 256MB\nsynchronous_commit = off\n")
+        as_pg([f"{PG}/pg_ctl", "-D", data, "-w", "-l", os.path.join(base, "pg.log"), "start"])
+        as_pg(["psql", "-h", base, "-p", str(pgport), "-U", "bench", "-d", "postgres", "-qc",
+               "CREATE DATABASE app"])
+        as_pg([PGBENCH, "-i", "-s", "10", "-q", "-h", base, "-p", str(pgport), "-U", "bench",
+               "app"])
+        # pgbouncer, session pooling, SCRAM to PostgreSQL
+        bdir = os.path.join(base, "bouncer")
+        os.makedirs(bdir)
+        open(os.path.join(bdir, "userlist.txt"), "w").write(f'"bench" "{password}"\n')
+        open(os.path.join(bdir, "pgbouncer.ini"), "w").write(
+            f"[databases]\napp = host=127.0.0.1 port={pgport} dbname=app\n"
+            f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bport}\n"
+            f"auth_type = scram-sha-256\nauth_file = {bdir}/userlist.txt\n"
+            "pool_mode = session\nmax_client_conn = 2000\ndefault_pool_size = 100\n"
+            f"unix_socket_dir =\nlogfile = {bdir}/pgbouncer.log\n")
+        shutil.chown(bdir, "postgres")
+        for f in os.listdir(bdir):
+            shutil.chown(os.path.join(bdir, f), "postgres")
+        procs.append(subprocess.Popen(["runuser", "-u", "postgres", "--", "pgbouncer",
+                                       os.path.join(bdir, "pgbouncer.ini")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(bport)
+        # airlock: reads allowed (async audit), writes allowed with strict audit
+        adir = os.path.join(base, "airlock")
+        os.makedirs(adir)
+        cfg = os.path.join(adir, "airlock.yaml")
+        open(cfg, "w").write(f"""
+server: {{ admin_listen: 127.0.0.1:{admport}, data_dir: {adir}/var, workers: 2 }}
+dev_issuer: true
+dev_token_max_ttl: 24h
+targets:
+  - name: app
+    protocol: postgres
+    listen: 127.0.0.1:{aport}
+    tls: off
+    upstream: {{ host: 127.0.0.1, port: {pgport}, database: app, user: bench, password_env: BENCH_PG_PW }}
+agents:
+  - {{ name: bench, issuer: airlock-dev, subject: bench, owner: bench@example.com }}
+policies:
+  - {{ name: reads, who: [bench], targets: [app], when: {{ sql: [read] }}, action: allow }}
+  - {{ name: writes, who: [bench], targets: [app], when: {{ sql: [write] }}, action: allow, audit: strict }}
+  - {{ name: no-ddl, who: ["*"], targets: [app], when: {{ sql: [ddl, dcl, admin] }}, action: deny }}
+""")
+        env = dict(os.environ, BENCH_PG_PW=password)
+        alog = open(os.path.join(adir, "airlock.log"), "w")
+        ap = subprocess.Popen([BIN, "serve", "-c", cfg], env=env, stdout=alog, stderr=alog)
+        procs.append(ap)
+        wait_port(aport)
+        token = subprocess.run([BIN, "token", "mint", "-c", cfg, "--agent", "bench", "--ttl",
+                                "12h"], check=True, capture_output=True, text=True).stdout.strip()
+
+        routes = {"direct": (pgport, password), "pgbouncer": (bport, password),
+                  "airlock": (aport, token)}
+        results = {}
+        if os.environ.get("BENCH_PG_PERF"):
+            # perf profile of airlock under one load (manual investigation)
+            script, mode, c = os.environ["BENCH_PG_PERF"].split(",")
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", "/tmp/airlock-pg.perf",
+                                     "-p", str(ap.pid)], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            print(run_pgbench(base, aport, token, script, mode, int(c)))
+            perf.send_signal(2)
+            perf.wait()
+            return
+        print(f"{'script':8} {'mode':8} {'c':>3} " +
+              " ".join(f"{r + ' tps':>14} {'p99 ms':>7}" for r in routes) +
+              "   pgb/direct airlock/direct airlock/pgb")
+        for script in ("select", "tpcb"):
+            for mode in ("simple", "prepared"):
+                for c in (1, 8, 32):
+                    row = {}
+                    for name, (port, pw_) in routes.items():
+                        row[name] = run_pgbench(base, port, pw_, script, mode, c)
+                    results[(script, mode, c)] = row
+                    d, b, a = (row[k][0] for k in ("direct", "pgbouncer", "airlock"))
+                    print(f"{script:8} {mode:8} {c:3} " +
+                          " ".join(f"{row[r][0]:14.0f} {row[r][1]:7.2f}" for r in routes) +
+                          f"   {b / d:10.2f} {a / d:14.2f} {a / b:11.2f}", flush=True)
+        idle_rss(aport, token, ap.pid)
+    finally:
+        for p in procs:
+            p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{PG}/pg_ctl", "-D", data, "-m",
+                        "fast", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run_pgbench(base, port, password, script, mode, clients):
+    logdir = tempfile.mkdtemp(prefix="pgb-log-", dir=base)
+    env = dict(os.environ, PGPASSWORD=password, PGSSLMODE="disable")
+    args = [PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-M", mode,
+            "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(SECS), "-n", "-l",
+            "--log-prefix", os.path.join(logdir, "l")]
+    if script == "select":
+        args.append("-S")
+    args.append("app")
+    r = subprocess.run(args, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout + r.stderr)
+    tps = next(float(l.split("=")[1].split()[0]) for l in r.stdout.splitlines()
+               if l.startswith("tps =") and "without" in l or l.startswith("tps ="))
+    lat = []
+    for f in glob.glob(os.path.join(logdir, "l*")):
+        for line in open(f):
+            parts = line.split()
+            if len(parts) >= 3:
+                lat.append(int(parts[2]))
+    lat.sort()
+    p99 = lat[int(len(lat) * 0.99)] / 1000.0 if lat else float("nan")
+    shutil.rmtree(logdir, ignore_errors=True)
+    return tps, p99
+
+
+def idle_rss(port, token, pid, n=1000):
+    def rss():
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    before = rss()
+    socks = []
+    t0 = time.time()
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        params = b"user\0bench\0database\0app\0\0"
+        s.sendall(struct.pack("!II", len(params) + 8, 196608) + params)
+        buf = b""
+        while b"R" not in buf[:1] or len(buf) < 9:
+            buf += s.recv(4096)
+        body = token.encode() + b"\0"
+        s.sendall(b"p" + struct.pack("!I", len(body) + 4) + body)
+        buf = b""
+        while not (len(buf) >= 6 and buf[-6:-5] == b"Z"):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("closed during login: " + repr(buf[:200]))
+            buf += chunk
+        socks.append(s)
+    took = time.time() - t0
+    time.sleep(1)
+    after = rss()
+    print(f"\nidle sessions: {n} authenticated through airlock in {took:.1f}s; airlock RSS "
+          f"{before:.1f} MB before, {after:.1f} MB with them open "
+          f"({(after - before) * 1024 / n:.1f} KB per session)")
+    for s in socks:
+        s.close()
+
+
+if __name__ == "__main__":
+    main()
