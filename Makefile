@@ -6,7 +6,7 @@ FUZZ_BUILD ?= build-fuzz
 CONFIG     ?= examples/quickstart.yaml
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-unit test-asan bench fuzz clean
+.PHONY: all deps build run demo-pg test test-unit test-asan bench fuzz clean
 
 all: build
 
@@ -21,6 +21,10 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	./scripts/run-quickstart $(BUILD)/airlock $(CONFIG)
+
+# A throwaway PostgreSQL for the quickstart (var/demo-pg, 127.0.0.1:5433).
+demo-pg: deps
+	./scripts/demo-pg
 
 $(ASAN_BUILD)/build.ninja: | deps
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
