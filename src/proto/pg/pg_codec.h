@@ -20,8 +20,10 @@
  *    max_startup for the untyped packet (PostgreSQL's own
  *    MAX_STARTUP_PACKET_LENGTH is 10000), max_preauth for typed messages
  *    until al_pg_framer_set_authenticated, then max_message (clamped to
- *    AL_PG_HARD_MAX_MESSAGE, 1 GiB, PostgreSQL's PQ_LARGE_MESSAGE_LIMIT
- *    order of magnitude). Over the cap is "too_large".
+ *    AL_PG_HARD_MAX_MESSAGE, 1 GiB, about PostgreSQL's own limit for
+ *    large messages). Over the cap is "too_large". The buffer grows with
+ *    the bytes that actually arrived, not with the announced length, and
+ *    one over 64 KiB is released after its message was delivered.
  *  - The type byte must be one the direction defines ("unknown_type"). Before
  *    authentication only the messages that phase allows are accepted
  *    ("unexpected_type"): frontend 'p' (password / SASL) and 'X'; backend
@@ -35,8 +37,9 @@
  *  - After an SSLRequest or GSSENCRequest the framer holds: the client must
  *    wait for the one-byte answer, so a byte arriving before
  *    al_pg_framer_resume is "data_while_held" (the buffered-plaintext
- *    injection of CVE-2021-23214). After a CancelRequest or a Terminate
- *    nothing may follow ("data_after_end").
+ *    injection of CVE-2021-23214). The caller therefore feeds the rest of
+ *    the read that carried the request before it resumes. After a
+ *    CancelRequest or a Terminate nothing may follow ("data_after_end").
  *
  * Errors are sticky: once a call fails, every call fails until
  * al_pg_framer_reset.

@@ -163,6 +163,8 @@ struct sess {
     pend_t *pend;
     al_buf_t held_msg;       /* the message waiting for its strict audit record */
     char held_id[AL_AUDIT_ID_SIZE];
+    uint64_t verified_gen;   /* snapshot generation the principal was checked in */
+    double valid_until;      /* its token's exp */
     sess_t *next, **pprev;
 };
 
@@ -463,14 +465,18 @@ static void inflight_pop(sess_t *s)
 
 /* ---- decisions -------------------------------------------------------------------- */
 
-/* Identity before every statement: the worker's verified-token cache
- * answers repeated checks without a signature. */
+/* Identity before every statement. Within one config snapshot the session's
+ * principal stays valid until its token expires, so the check is a clock
+ * read; a new snapshot (reload: issuers, inventory, keys may have changed)
+ * verifies the token again through the worker's verified-token cache. */
 static bool recheck_identity(sess_t *s)
 {
     al_worker_t *w = s->pw->w;
+    double now = al_now();
+    if (s->verified_gen == w->snap->gen && now < s->valid_until)
+        return true;
     al_principal_t *p = NULL;
     al_verify_info_t info;
-    double now = al_now();
     al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, s->token, s->token_len,
                                    NULL, now, &p, &info);
     if (st == AL_TOK_EXPIRED && s->target->session_grace > 0 && s->principal &&
@@ -488,7 +494,10 @@ static bool recheck_identity(sess_t *s)
         fatal(s, "28000", msg, info.detail);
         return false;
     }
-    al_principal_unref(&p);
+    s->verified_gen = w->snap->gen;
+    s->valid_until = p->exp;
+    al_principal_unref(&s->principal);
+    s->principal = p; /* the current snapshot's view (groups, agent) */
     return true;
 }
 
@@ -1198,6 +1207,8 @@ static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p, const cha
         return;
     }
     s->principal = al_principal_ref(p);
+    s->verified_gen = s->pw->w->snap->gen;
+    s->valid_until = p->exp;
     /* The session ends with the token (plus the configured grace). */
     double left = p->exp + s->target->session_grace - al_now();
     uv_timer_init(&s->pw->w->loop, &s->expiry);
