@@ -93,7 +93,7 @@ def main():
         os.makedirs(adir)
         cfg = os.path.join(adir, "airlock.yaml")
         open(cfg, "w").write(f"""
-server: {{ admin_listen: 127.0.0.1:{admport}, data_dir: {adir}/var, workers: 2 }}
+server: {{ admin_listen: 127.0.0.1:{admport}, data_dir: {adir}/var, workers: {os.environ.get("BENCH_PG_WORKERS", "2")} }}
 dev_issuer: true
 dev_token_max_ttl: 24h
 targets:
@@ -133,9 +133,12 @@ policies:
         print(f"{'script':8} {'mode':8} {'c':>3} " +
               " ".join(f"{r + ' tps':>14} {'p99 ms':>7}" for r in routes) +
               "   pgb/direct airlock/direct airlock/pgb")
+        only = os.environ.get("BENCH_PG_ONLY")  # e.g. "select,simple,8" for a quick look
         for script in ("select", "tpcb"):
             for mode in ("simple", "prepared"):
                 for c in (1, 8, 32):
+                    if only and only != f"{script},{mode},{c}":
+                        continue
                     row = {}
                     for name, (port, pw_) in routes.items():
                         row[name] = run_pgbench(base, port, pw_, script, mode, c)
@@ -144,7 +147,8 @@ policies:
                     print(f"{script:8} {mode:8} {c:3} " +
                           " ".join(f"{row[r][0]:14.0f} {row[r][1]:7.2f}" for r in routes) +
                           f"   {b / d:10.2f} {a / d:14.2f} {a / b:11.2f}", flush=True)
-        idle_rss(aport, token, ap.pid)
+        if not only:
+            idle_rss(aport, token, ap.pid)
     finally:
         for p in procs:
             p.terminate()
