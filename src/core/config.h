@@ -127,6 +127,8 @@ typedef struct al_target_conf {
     char *tls_key_file;
     al_upstream_conf_t upstream;
     double session_grace; /* how long a session may outlive its token; default 0 */
+    bool sasl_oauthbearer; /* postgres: ask for SASL OAUTHBEARER (RFC 7628) instead of
+                              a cleartext password (PostgreSQL 18+ clients) */
     int max_connections;  /* per target, default 10000 */
     /* SQL class (al_sql_class_t as int) of a function missing from the
      * side-effect table; default read. */

@@ -286,3 +286,76 @@ def test_pgbench_through_airlock(gw, pg, mode):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "number of transactions actually processed: 200/200" in r.stdout, r.stdout
     assert "number of failed transactions: 0" in r.stdout, r.stdout
+
+
+OAUTH_CFG = CFG.replace("    tls: off\n", "    tls: off\n    sasl_oauthbearer: true\n", 1)
+
+
+def _raw_login(port, first):
+    """Startup, then `first(mechs)` -> the SASLInitialResponse body; returns
+    (messages received until the connection ends or ReadyForQuery)."""
+    import socket
+    import struct
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    params = b"user\0bot\0database\0app\0\0"
+    s.sendall(struct.pack("!II", len(params) + 8, 196608) + params)
+    buf, out = b"", []
+
+    def next_msg():
+        nonlocal buf
+        while True:
+            if len(buf) >= 5:
+                ln = struct.unpack("!I", buf[1:5])[0]
+                if len(buf) >= ln + 1:
+                    m, buf = buf[:ln + 1], buf[ln + 1:]
+                    return m
+            chunk = s.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+
+    def send(t, body):
+        s.sendall(t + struct.pack("!I", len(body) + 4) + body)
+
+    m = next_msg()
+    out.append(m)
+    for body in first(m):
+        send(b"p", body)
+        while True:
+            m = next_msg()
+            out.append(m)
+            if m is None or m[:1] in (b"Z", b"E") or m[:1] == b"R" and m[5:9] == b"\0\0\0\x0b":
+                break
+        if m is None or m[:1] in (b"Z", b"E"):
+            break
+    s.close()
+    return out
+
+
+def _sasl_initial(data):
+    import struct
+    return b"OAUTHBEARER\0" + struct.pack("!i", len(data)) + data
+
+
+def test_sasl_oauthbearer(gateway, pg, monkeypatch):
+    monkeypatch.setenv("AIRLOCK_TEST_UPSTREAM_PW", pg.password)
+    port = free_port()
+    g = gateway(OAUTH_CFG.replace("{pgport}", str(port)).replace("{upport}", str(pg.port)))
+    tok = token(g)
+    # RFC 7628 §3.1 initial client response with the bearer token
+    out = _raw_login(port, lambda m: [_sasl_initial(b"n,,\x01auth=Bearer " + tok.encode() +
+                                                    b"\x01\x01")])
+    assert out[0][:1] == b"R" and b"OAUTHBEARER" in out[0]
+    assert out[-1][:1] == b"Z", out
+    # discovery (no token): an error status, then failure after the client's kvsep
+    out = _raw_login(port, lambda m: [_sasl_initial(b"n,,\x01\x01"), b"\x01"])
+    assert any(x and x[:1] == b"R" and b"invalid_token" in x for x in out), out
+    assert out[-1] is None or out[-1][:1] == b"E"
+    # a bad token is refused with the reason
+    bad = tok[:-5] + ("A" if tok[-5] != "A" else "B") + tok[-4:]
+    out = _raw_login(port, lambda m: [_sasl_initial(b"n,,\x01auth=Bearer " + bad.encode() +
+                                                    b"\x01\x01")])
+    assert out[-1][:1] == b"E" and b"airlock: token bad_signature" in out[-1]
+    # malformed gs2 header
+    out = _raw_login(port, lambda m: [_sasl_initial(b"p=x,,\x01auth=Bearer t\x01\x01")])
+    assert out[-1] is None or out[-1][:1] == b"E"

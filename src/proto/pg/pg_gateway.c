@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -165,6 +166,7 @@ struct sess {
     char held_id[AL_AUDIT_ID_SIZE];
     uint64_t verified_gen;   /* snapshot generation the principal was checked in */
     double valid_until;      /* its token's exp */
+    bool oauth_failed;       /* OAUTHBEARER error sent; expecting the client's kvsep */
     sess_t *next, **pprev;
 };
 
@@ -175,6 +177,7 @@ static void resume_client(sess_t *s);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+static void verify_token(sess_t *s);
 
 /* ---- writes --------------------------------------------------------------------- */
 
@@ -1218,8 +1221,6 @@ static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p, const cha
     start_upstream(s);
 }
 
-static void verify_token(sess_t *s);
-
 static void on_kid_fetched(uv_async_t *a)
 {
     sess_t *s = a->data;
@@ -1250,6 +1251,79 @@ static void verify_token(sess_t *s)
     }
     verified(s, st, p, info.detail);
     al_principal_unref(&p);
+}
+
+/* RFC 7628 §3.1: client-resp = (gs2-header kvsep *kvpair kvsep) / kvsep,
+ * gs2-header = "n,," / "y,," / "n,a=<authzid>," (RFC 5801 §4; no channel
+ * binding here), kvpair = key "=" value kvsep with key "auth" carrying
+ * "Bearer <token>" (RFC 6750 §2.1). Returns the token, {"", 0} for a
+ * well-formed response without one (discovery), {NULL, 0} when malformed. */
+static al_str_t oauthbearer_token(al_str_t d)
+{
+    const char *p = d.p, *end = d.p + d.len;
+    if (d.len < 3 || (p[0] != 'n' && p[0] != 'y') || p[1] != ',')
+        return (al_str_t){NULL, 0};
+    const char *c = memchr(p + 2, ',', (size_t)(end - p - 2)); /* end of authzid */
+    if (!c || c + 1 >= end || c[1] != '\x01' ||
+        (c != p + 2 && (c - p < 5 || memcmp(p + 2, "a=", 2))))
+        return (al_str_t){NULL, 0};
+    al_str_t tok = {NULL, 0};
+    for (p = c + 2; p < end && *p != '\x01';) {
+        const char *e = memchr(p, '\x01', (size_t)(end - p));
+        if (!e)
+            return (al_str_t){NULL, 0};
+        size_t kl = (size_t)(e - p);
+        if (kl > 12 && !memcmp(p, "auth=", 5) && !strncasecmp(p + 5, "Bearer ", 7)) {
+            const char *t = p + 12;
+            while (t < e && *t == ' ')
+                t++;
+            tok = (al_str_t){t, (size_t)(e - t)};
+        }
+        p = e + 1;
+    }
+    if (p + 1 != end) /* the final kvsep must end the message */
+        return (al_str_t){NULL, 0};
+    return tok.p ? tok : (al_str_t){"", 0};
+}
+
+static void oauthbearer_msg(sess_t *s, const al_pg_msg_t *m)
+{
+    if (s->oauth_failed) {
+        /* RFC 7628 §3.2.2: the client acknowledges the error with a lone
+         * kvsep; then the exchange fails. */
+        fatal(s, "28000", "airlock: token missing_token",
+              "send the agent's access token in the OAUTHBEARER initial response");
+        return;
+    }
+    al_pg_sasl_initial_t si;
+    if (m->type != 'p' || al_pg_parse_sasl_initial(m->body, m->body_len, &si) != AL_PG_OK ||
+        !al_str_eq_c(si.mechanism, "OAUTHBEARER") || !si.has_data) {
+        fatal(s, "08P01", "airlock: expected a SASL OAUTHBEARER initial response", NULL);
+        return;
+    }
+    al_str_t tok = oauthbearer_token(si.data);
+    if (!tok.p) {
+        fatal(s, "08P01", "airlock: malformed OAUTHBEARER initial response (RFC 7628 §3.1)",
+              NULL);
+        return;
+    }
+    if (!tok.len) {
+        /* Discovery request (no token): answer with an error status, as
+         * RFC 7628 §3.2.2 describes; the client then gives up or retries
+         * with a token on a new connection. */
+        s->oauth_failed = true;
+        al_buf_t b;
+        al_buf_init(&b);
+        static const char err[] = "{\"status\":\"invalid_token\"}";
+        al_pg_build_auth_sasl_continue(&b, err, sizeof err - 1);
+        send_buf(s, true, &b);
+        al_buf_free(&b);
+        return;
+    }
+    s->token = al_xstrndup(tok.p, tok.len);
+    s->token_len = tok.len;
+    s->st = S_VERIFYING;
+    verify_token(s);
 }
 
 static void startup_msg(sess_t *s, const al_pg_msg_t *m)
@@ -1308,9 +1382,18 @@ static void startup_msg(sess_t *s, const al_pg_msg_t *m)
         s->st = S_PASSWORD;
         al_buf_t b;
         al_buf_init(&b);
-        al_pg_build_auth_cleartext(&b);
+        if (s->target->sasl_oauthbearer) {
+            static const char *const mechs[] = {"OAUTHBEARER"};
+            al_pg_build_auth_sasl(&b, mechs, 1);
+        } else {
+            al_pg_build_auth_cleartext(&b);
+        }
         send_buf(s, true, &b);
         al_buf_free(&b);
+        return;
+    }
+    if (s->st == S_PASSWORD && s->target->sasl_oauthbearer) {
+        oauthbearer_msg(s, m);
         return;
     }
     if (s->st == S_PASSWORD) {
