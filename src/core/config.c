@@ -753,7 +753,8 @@ _Static_assert(sizeof(al_audit_mode_t) == sizeof(int), "CT_ENUM stores an int");
 _Static_assert(sizeof(al_approval_mode_t) == sizeof(int), "CT_ENUM stores an int");
 
 static const cfg_enum_t tls_modes[] = {
-    {"required", AL_TLS_REQUIRED}, {"off", AL_TLS_OFF}, {NULL, 0},
+    {"required", AL_TLS_REQUIRED}, {"off", AL_TLS_OFF}, {"optional", AL_TLS_OPTIONAL},
+    {NULL, 0},
 };
 static const cfg_enum_t sslmodes[] = {
     {"disable", AL_SSLMODE_DISABLE}, {"require", AL_SSLMODE_REQUIRE},
@@ -785,12 +786,7 @@ static void upstream_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t
         al__cfg_error_at(c->d, pf->key,
                          "%s: password_env and password_file are mutually exclusive; keep one",
                          c->path);
-    const cfg_seen_t *sm = seen_get(s, seen, "sslmode");
-    if (sm && u->sslmode != AL_SSLMODE_DISABLE)
-        al__cfg_error_at(c->d, sm->val,
-                         "%s.sslmode: TLS to the upstream is not implemented yet in this "
-                         "build; use 'sslmode: disable' over a trusted network or loopback",
-                         c->path);
+    AL_UNUSED(u);
 }
 static const cfg_schema_t upstream_schema = {upstream_keys, AL_ARRAY_LEN(upstream_keys),
                                              sizeof(al_upstream_conf_t), -1, upstream_check};
@@ -810,10 +806,11 @@ static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *
         al__cfg_error_at(c->d, listen->key,
                          "%s: data-path listeners exist so far for protocol postgres only",
                          c->path);
-    if (listen && t->tls == AL_TLS_REQUIRED)
+    if (listen && t->tls != AL_TLS_OFF && (!t->tls_cert_file || !t->tls_key_file))
         al__cfg_error_at(c->d, tls ? tls->val : listen->key,
-                         "%s: TLS termination is not implemented yet in this build; set "
-                         "'tls: off' and listen on loopback only", c->path);
+                         "%s: TLS (the default, 'tls: required') needs tls_cert_file and "
+                         "tls_key_file; or set 'tls: off' for a loopback-only listener",
+                         c->path);
 }
 
 #define T(m) .off = offsetof(al_target_conf_t, m)

@@ -95,7 +95,8 @@ const char *al_proto_name(al_proto_t p);
 
 typedef enum al_tls_mode {
     AL_TLS_REQUIRED = 0, /* default: clients must use TLS */
-    AL_TLS_OFF,          /* plaintext (loopback use) */
+    AL_TLS_OFF,          /* plaintext only (loopback use) */
+    AL_TLS_OPTIONAL,     /* TLS when the client asks, plaintext allowed */
 } al_tls_mode_t;
 
 typedef enum al_sslmode {

@@ -251,7 +251,15 @@ class PgServer:
         os.chown(pwfile, pw.pw_uid, pw.pw_gid)
         self._as_pg([f"{PG_BIN}/initdb", "-D", self.dir, "-U", "airlock_up", "--pwfile", pwfile,
                      "--auth-host", auth, "--auth-local", "trust", "-E", "UTF8"])
+        # TLS too (the test CA's server certificate is valid for 127.0.0.1),
+        # for the gateway's upstream verify-full tests; plaintext stays allowed.
+        tlsdir = os.path.join(ROOT, "tests", "data", "tls")
+        for f in ("server.pem", "server.key"):
+            shutil.copy(os.path.join(tlsdir, f), os.path.join(self.dir, f))
+            os.chown(os.path.join(self.dir, f), pw.pw_uid, pw.pw_gid)
+            os.chmod(os.path.join(self.dir, f), 0o600)
         with open(os.path.join(self.dir, "postgresql.conf"), "a") as f:
+            f.write("ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\n")
             f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                     f"unix_socket_directories = '{base}'\nfsync = off\n"
                     f"password_encryption = '{'md5' if auth == 'md5' else 'scram-sha-256'}'\n")

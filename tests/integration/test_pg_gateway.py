@@ -359,3 +359,71 @@ def test_sasl_oauthbearer(gateway, pg, monkeypatch):
     # malformed gs2 header
     out = _raw_login(port, lambda m: [_sasl_initial(b"p=x,,\x01auth=Bearer t\x01\x01")])
     assert out[-1] is None or out[-1][:1] == b"E"
+
+
+TLS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "tls")
+
+
+def tls_cfg(mode, up_sslmode="disable", ca="ca.pem"):
+    c = CFG.replace("    tls: off\n",
+                    f"    tls: {mode}\n    tls_cert_file: {TLS_DIR}/server.pem\n"
+                    f"    tls_key_file: {TLS_DIR}/server.key\n", 1)
+    return c.replace("      password_env: AIRLOCK_TEST_UPSTREAM_PW\n",
+                     "      password_env: AIRLOCK_TEST_UPSTREAM_PW\n"
+                     f"      sslmode: {up_sslmode}\n      ca_file: {TLS_DIR}/{ca}\n", 1)
+
+
+def start_tls(gateway, pg, monkeypatch, *a):
+    monkeypatch.setenv("AIRLOCK_TEST_UPSTREAM_PW", pg.password)
+    port = free_port()
+    g = gateway(tls_cfg(*a).replace("{pgport}", str(port)).replace("{upport}", str(pg.port)))
+    g.pgport = port
+    return g
+
+
+def test_tls_required(gateway, pg, monkeypatch):
+    g = start_tls(gateway, pg, monkeypatch, "required")
+    tok = token(g)
+    with psycopg.connect(host="127.0.0.1", port=g.pgport, user="bot", dbname="app", password=tok,
+                         sslmode="verify-full", sslrootcert=f"{TLS_DIR}/ca.pem") as c:
+        assert c.execute("SELECT 1").fetchone()[0] == 1
+        assert c.pgconn.ssl_in_use
+        c.execute("SELECT repeat('y', 100000) FROM generate_series(1, 200)").fetchall()
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(g, tok)  # sslmode=disable
+    assert "airlock: this listener requires TLS" in str(ei.value)
+    # a client that checks the certificate against another CA refuses us
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=g.pgport, user="bot", dbname="app",
+                        password=tok, sslmode="verify-full",
+                        sslrootcert=f"{TLS_DIR}/other-ca.pem", connect_timeout=5)
+    r = subprocess.run(["psql", f"host=127.0.0.1 port={g.pgport} dbname=app user=bot "
+                        f"sslmode=verify-full sslrootcert={TLS_DIR}/ca.pem", "-Atc", "SELECT 3"],
+                       capture_output=True, text=True, env=dict(os.environ, PGPASSWORD=tok))
+    assert r.returncode == 0 and r.stdout.strip() == "3", r.stderr
+
+
+def test_tls_optional(gateway, pg, monkeypatch):
+    g = start_tls(gateway, pg, monkeypatch, "optional")
+    tok = token(g)
+    with connect(g, tok) as c:
+        assert not c.pgconn.ssl_in_use
+    with psycopg.connect(host="127.0.0.1", port=g.pgport, user="bot", dbname="app", password=tok,
+                         sslmode="require") as c:
+        assert c.pgconn.ssl_in_use and c.execute("SELECT 2").fetchone()[0] == 2
+
+
+def test_upstream_tls_verify_full(gateway, pg, monkeypatch):
+    g = start_tls(gateway, pg, monkeypatch, "off", "verify-full")
+    tok = token(g)
+    with connect(g, tok) as c:
+        assert c.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+                         ).fetchone()[0] is True
+
+
+def test_upstream_tls_wrong_ca(gateway, pg, monkeypatch):
+    g = start_tls(gateway, pg, monkeypatch, "off", "verify-full", "other-ca.pem")
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(g, token(g))
+    assert "TLS to the upstream database failed" in str(ei.value)
+    assert "certificate verify failed" in str(ei.value)

@@ -39,6 +39,7 @@
 #include "proto/pg/pg_auth.h"
 #include "proto/pg/pg_codec.h"
 #include "proto/pg/pg_gateway.h"
+#include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
 #define HIGH_WATER (1024 * 1024) /* pause the other side above this much queued */
@@ -69,6 +70,9 @@ typedef struct listener {
     uv_tcp_t tcp;
     pg_worker_t *pw;
     char *target; /* target name; looked up in the current snapshot per accept */
+    al_tls_ctx_t *tls; /* server context (NULL for tls: off); shared, read-only */
+    al_tls_mode_t tls_mode;
+    al_tls_ctx_t *up_tls; /* client context for the upstream (sslmode != disable) */
     bool open;
 } listener_t;
 
@@ -167,6 +171,12 @@ struct sess {
     uint64_t verified_gen;   /* snapshot generation the principal was checked in */
     double valid_until;      /* its token's exp */
     bool oauth_failed;       /* OAUTHBEARER error sent; expecting the client's kvsep */
+    al_tls_t *ctls, *stls;   /* TLS with the client / the upstream, when on */
+    bool client_tls;         /* the client side is TLS (handshake may be running) */
+    bool up_ssl_wait;        /* SSLRequest sent upstream; waiting for 'S'/'N' */
+    al_buf_t tls_scratch;    /* ciphertext to write */
+    al_buf_t plain;          /* decrypted bytes */
+    const listener_t *ls;    /* where the session came in */
     sess_t *next, **pprev;
 };
 
@@ -178,6 +188,10 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void verify_token(sess_t *s);
+static void upstream_tls_start(sess_t *s);
+static void upstream_startup(sess_t *s);
+static bool tls_in(sess_t *s, bool client, const uint8_t *p, size_t n,
+                   void (*deliver)(sess_t *, const uint8_t *, size_t));
 
 /* ---- writes --------------------------------------------------------------------- */
 
@@ -211,7 +225,7 @@ static void on_write(uv_write_t *r, int status)
         resume_client(s);
 }
 
-static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
+static void raw_send(sess_t *s, bool to_client, const void *p, size_t n)
 {
     if (!n || s->st == S_CLOSING)
         return;
@@ -241,6 +255,35 @@ static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
         free(w);
         sess_close(s);
     }
+}
+
+/* Ciphertext the TLS engine has for the socket. */
+static void tls_flush(sess_t *s, bool to_client)
+{
+    al_tls_t *t = to_client ? s->ctls : s->stls;
+    al_buf_t *o = &s->tls_scratch;
+    al_buf_reset(o);
+    if (t && al_tls_pending_out(t, o) == AL_OK && o->len)
+        raw_send(s, to_client, o->p, o->len);
+    al_buf_reset(o);
+}
+
+static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
+{
+    al_tls_t *t = to_client ? s->ctls : s->stls;
+    if (!t) {
+        raw_send(s, to_client, p, n);
+        return;
+    }
+    if (!n || s->st == S_CLOSING)
+        return;
+    if (al_tls_write(t, p, n) != AL_OK) {
+        al_log(AL_LOG_WARN, "TLS write failed", "session", s->session_id, "error",
+               al_tls_error(t), NULL);
+        sess_close(s);
+        return;
+    }
+    tls_flush(s, to_client);
 }
 
 static void send_buf(sess_t *s, bool to_client, al_buf_t *b)
@@ -285,6 +328,10 @@ static void sess_free(sess_t *s)
     al_buf_free(&s->pending_in);
     al_buf_free(&s->inject);
     al_buf_free(&s->held_msg);
+    al_buf_free(&s->tls_scratch);
+    al_buf_free(&s->plain);
+    al_tls_free(&s->ctls);
+    al_tls_free(&s->stls);
     for (size_t i = 0; i < s->n_refused; i++)
         free(s->refused[i]);
     for (size_t i = 0; i < MAX_INFLIGHT; i++)
@@ -1068,7 +1115,28 @@ static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             sess_close(s);
         return;
     }
-    server_feed(s, (const uint8_t *)b->base, (size_t)n);
+    const uint8_t *p = (const uint8_t *)b->base;
+    size_t len = (size_t)n;
+    if (s->up_ssl_wait && len) {
+        s->up_ssl_wait = false;
+        if (p[0] != 'S') {
+            fatal(s, "08006", "airlock: the upstream database does not accept TLS",
+                  "the target's upstream.sslmode requires it");
+            return;
+        }
+        if (len > 1) { /* CVE-2021-23222: nothing may precede the handshake */
+            fatal(s, "08006", "airlock: the upstream sent data before the TLS handshake",
+                  NULL);
+            return;
+        }
+        upstream_tls_start(s);
+        return;
+    }
+    if (s->stls) {
+        tls_in(s, false, p, len, server_feed);
+        return;
+    }
+    server_feed(s, p, len);
 }
 
 static void resume_client(sess_t *s)
@@ -1107,6 +1175,35 @@ static void on_connected(uv_connect_t *c, int status)
     }
     uv_tcp_nodelay(&s->server, 1);
     s->st = S_UP_AUTH;
+    uv_read_start((uv_stream_t *)&s->server, on_alloc, on_server_read);
+    if (s->target->upstream.sslmode != AL_SSLMODE_DISABLE) {
+        al_buf_t b;
+        al_buf_init(&b);
+        al_pg_build_ssl_request(&b);
+        raw_send(s, false, b.p, b.len);
+        al_buf_free(&b);
+        s->up_ssl_wait = true;
+        return;
+    }
+    upstream_startup(s);
+}
+
+static void upstream_tls_start(sess_t *s)
+{
+    const al_upstream_conf_t *u = &s->target->upstream;
+    s->stls = s->ls->up_tls ? al_tls_new(s->ls->up_tls, u->host) : NULL;
+    if (!s->stls) {
+        fatal(s, "08006", "airlock: cannot start TLS to the upstream database", NULL);
+        return;
+    }
+    al_buf_reset(&s->plain);
+    al_tls_read(s->stls, &s->plain); /* the ClientHello */
+    tls_flush(s, false);
+    upstream_startup(s);              /* queued until the handshake is done */
+}
+
+static void upstream_startup(sess_t *s)
+{
     const al_upstream_conf_t *u = &s->target->upstream;
     /* The client's parameters pass on, except who it is and where. */
     al_pg_param_t ps[AL_PG_MAX_STARTUP_PARAMS];
@@ -1129,7 +1226,6 @@ static void on_connected(uv_connect_t *c, int status)
     al_pg_build_startup(&b, ps, n);
     send_buf(s, false, &b);
     al_buf_free(&b);
-    uv_read_start((uv_stream_t *)&s->server, on_alloc, on_server_read);
 }
 
 static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
@@ -1337,9 +1433,24 @@ static void startup_msg(sess_t *s, const al_pg_msg_t *m)
         }
         switch (s->su.kind) {
         case AL_PG_SK_SSL_REQUEST:
+            if (s->ls->tls && !s->client_tls) {
+                /* 'S' in clear, then everything through TLS. */
+                raw_send(s, true, "S", 1);
+                s->ctls = al_tls_new(s->ls->tls, NULL);
+                if (!s->ctls) {
+                    sess_close(s);
+                    return;
+                }
+                s->client_tls = true;
+                al_buf_reset(&s->startup);
+                al_pg_framer_resume(&s->cf);
+                return;
+            }
+            /* no TLS here (tls: off), or already in TLS */
+            __attribute__((fallthrough));
         case AL_PG_SK_GSSENC_REQUEST:
-            /* No TLS/GSS on this listener (tls: off): 'N', then plaintext. */
-            send_bytes(s, true, "N", 1);
+            /* No GSSAPI encryption: 'N', then the client goes on. */
+            raw_send(s, true, "N", 1);
             al_buf_reset(&s->startup);
             al_pg_framer_resume(&s->cf);
             return;
@@ -1374,6 +1485,12 @@ static void startup_msg(sess_t *s, const al_pg_msg_t *m)
             return;
         }
         case AL_PG_SK_STARTUP:
+            if (s->ls->tls_mode == AL_TLS_REQUIRED && !s->client_tls) {
+                /* The password is the token: never over plaintext here. */
+                fatal(s, "28000", "airlock: this listener requires TLS",
+                      "connect with sslmode=require (or verify-full)");
+                return;
+            }
             break;
         default:
             fatal(s, "08P01", "airlock: unsupported startup request", NULL);
@@ -1436,7 +1553,16 @@ static void client_feed(sess_t *s, const uint8_t *p, size_t n)
         if (k == 0)
             return;
         off += (size_t)k;
+        bool was_tls = s->client_tls;
         startup_msg(s, &m);
+        if (!was_tls && s->client_tls && off < n) {
+            /* CVE-2021-23214: bytes sent after SSLRequest but before the
+             * handshake could be injected by a man in the middle. */
+            fatal(s, "08P01", "airlock: data after SSLRequest before the TLS handshake", NULL);
+            return;
+        }
+        if (!was_tls && s->client_tls)
+            return;
     }
     /* Bytes after the password (pipelined queries) wait for READY. */
     if (off < n && s->st != S_CLOSING)
@@ -1448,11 +1574,53 @@ static void client_feed(sess_t *s, const uint8_t *p, size_t n)
     }
 }
 
+/* Feeds ciphertext from one side; delivers the plaintext to `deliver`.
+ * Returns false when the session was closed. */
+static bool tls_in(sess_t *s, bool client, const uint8_t *p, size_t n,
+                   void (*deliver)(sess_t *, const uint8_t *, size_t))
+{
+    al_tls_t *t = client ? s->ctls : s->stls;
+    if (al_tls_feed(t, p, n) != AL_OK) {
+        sess_close(s);
+        return false;
+    }
+    for (;;) {
+        al_buf_reset(&s->plain);
+        int rc = al_tls_read(t, &s->plain);
+        tls_flush(s, client); /* handshake records, alerts */
+        if (s->st == S_CLOSING)
+            return false;
+        if (rc == AL_ERR) {
+            al_log(AL_LOG_WARN, client ? "client TLS failed" : "upstream TLS failed",
+                   "session", s->session_id, "error", al_tls_error(t), NULL);
+            if (client)
+                sess_close(s);
+            else
+                fatal(s, "08006", "airlock: TLS to the upstream database failed",
+                      al_tls_error(t));
+            return false;
+        }
+        if (rc == AL_TLS_EOF) {
+            sess_close(s);
+            return false;
+        }
+        if (!s->plain.len)
+            return true; /* AL_AGAIN, or nothing more decrypted */
+        deliver(s, (const uint8_t *)s->plain.p, s->plain.len);
+        if (s->st == S_CLOSING)
+            return false;
+    }
+}
+
 static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     sess_t *s = st->data;
     if (n < 0) {
         sess_close(s);
+        return;
+    }
+    if (s->ctls) {
+        tls_in(s, true, (const uint8_t *)b->base, (size_t)n, client_feed);
         return;
     }
     client_feed(s, (const uint8_t *)b->base, (size_t)n);
@@ -1496,6 +1664,9 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->pending_in);
     al_buf_init(&s->inject);
     al_buf_init(&s->held_msg);
+    al_buf_init(&s->tls_scratch);
+    al_buf_init(&s->plain);
+    s->ls = l;
     al_audit_uuid7((int64_t)(al_now() * 1e6), s->session_id);
     uint8_t r[8];
     RAND_bytes(r, sizeof r);
@@ -1534,14 +1705,41 @@ static int parse_hostport(const char *hp, struct sockaddr_storage *ss)
 int al_pg_listen_all(al_runtime_t *rt)
 {
     const al_config_t *cfg = rt->snap->cfg;
+    size_t nt = cfg->n_targets ? cfg->n_targets : 1;
+    /* TLS contexts: one per target, shared by every worker (read-only). */
+    al_tls_ctx_t **srv = al_xcalloc(nt, sizeof *srv), **cli = al_xcalloc(nt, sizeof *cli);
+    for (size_t t = 0; t < cfg->n_targets; t++) {
+        const al_target_conf_t *tc = &cfg->targets[t];
+        if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
+            continue;
+        char err[512];
+        if (tc->tls != AL_TLS_OFF &&
+            !(srv[t] = al_tls_server_ctx(tc->tls_cert_file, tc->tls_key_file, err, sizeof err))) {
+            al_log(AL_LOG_ERROR, "cannot set up TLS for the target's listener", "target",
+                   tc->name, "error", err, NULL);
+            goto fail;
+        }
+        const al_upstream_conf_t *u = &tc->upstream;
+        if (u->sslmode != AL_SSLMODE_DISABLE &&
+            !(cli[t] = al_tls_client_ctx(u->ca_file, u->sslmode == AL_SSLMODE_VERIFY_FULL, err,
+                                         sizeof err))) {
+            al_log(AL_LOG_ERROR, "cannot set up TLS to the target's upstream", "target",
+                   tc->name, "error", err, NULL);
+            goto fail;
+        }
+    }
     for (int i = 0; i < rt->n_workers; i++) {
         al_worker_t *w = &rt->workers[i];
-        w->pg_fds = al_xcalloc(cfg->n_targets ? cfg->n_targets : 1, sizeof *w->pg_fds);
-        w->pg_targets = al_xcalloc(cfg->n_targets ? cfg->n_targets : 1, sizeof *w->pg_targets);
+        w->pg_fds = al_xcalloc(nt, sizeof *w->pg_fds);
+        w->pg_targets = al_xcalloc(nt, sizeof *w->pg_targets);
+        w->pg_tls = al_xcalloc(nt, sizeof *w->pg_tls);
+        w->pg_up_tls = al_xcalloc(nt, sizeof *w->pg_up_tls);
         for (size_t t = 0; t < cfg->n_targets; t++) {
             const al_target_conf_t *tc = &cfg->targets[t];
             if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
                 continue;
+            w->pg_tls[w->n_pg] = srv[t];
+            w->pg_up_tls[w->n_pg] = cli[t];
             struct sockaddr_storage ss;
             if (parse_hostport(tc->listen, &ss) != AL_OK) {
                 al_log(AL_LOG_ERROR, "targets[].listen must be an IP:port address", "target",
@@ -1566,10 +1764,22 @@ int al_pg_listen_all(al_runtime_t *rt)
             w->n_pg++;
             if (i == 0)
                 al_log(AL_LOG_INFO, "postgres listener", "target", tc->name, "listen",
-                       tc->listen, NULL);
+                       tc->listen, "tls", tc->tls == AL_TLS_OFF ? "off"
+                                          : tc->tls == AL_TLS_OPTIONAL ? "optional" : "required",
+                       NULL);
         }
     }
+    free(srv);
+    free(cli);
     return AL_OK;
+fail:
+    for (size_t t = 0; t < nt; t++) {
+        al_tls_ctx_free(&srv[t]);
+        al_tls_ctx_free(&cli[t]);
+    }
+    free(srv);
+    free(cli);
+    return AL_ERR;
 }
 
 void al_pg_listen_close(al_runtime_t *rt)
@@ -1580,9 +1790,16 @@ void al_pg_listen_close(al_runtime_t *rt)
             if (w->pg_fds[k] >= 0)
                 close(w->pg_fds[k]);
             free(w->pg_targets[k]);
+            if (i == 0) { /* contexts are shared: free them once */
+                al_tls_ctx_t *a = w->pg_tls[k], *b = w->pg_up_tls[k];
+                al_tls_ctx_free(&a);
+                al_tls_ctx_free(&b);
+            }
         }
         al_free(&w->pg_fds);
         al_free(&w->pg_targets);
+        al_free(&w->pg_tls);
+        al_free(&w->pg_up_tls);
         w->n_pg = 0;
     }
 }
@@ -1601,6 +1818,10 @@ int al_pg_worker_start(al_worker_t *w)
         listener_t *l = &pw->ls[k];
         l->pw = pw;
         l->target = w->pg_targets[k];
+        l->tls = w->pg_tls[k];
+        l->up_tls = w->pg_up_tls[k];
+        const al_target_conf_t *tc = al_config_target(w->snap->cfg, l->target);
+        l->tls_mode = tc ? tc->tls : AL_TLS_REQUIRED;
         uv_tcp_init(&w->loop, &l->tcp);
         l->tcp.data = l;
         if (uv_tcp_open(&l->tcp, w->pg_fds[k]) != 0 ||
