@@ -156,6 +156,14 @@ def test_audit_trail(gw, pg):
     assert evs and evs[0]["decision"] == "deny" and evs[0]["rule"] == "no-secrets"
     assert evs[0]["protocol"] == "postgres" and evs[0]["target"] == "appdb"
     assert evs[0]["session_id"]
+    # an allowed read (async audit) is one event: decision and result together
+    mine = [e for e in json.loads(run(["audit", "query", "-c", gw.cfg, "--json", "--session",
+                                       evs[0]["session_id"]]).stdout)]
+    sel = [e for e in mine if e["action"] == "SELECT 7"]
+    assert len(sel) == 1, mine
+    assert (sel[0]["kind"], sel[0]["decision"], sel[0]["rule"], sel[0]["class"],
+            sel[0]["rows"], sel[0]["status"]) == ("decision", "allow", "reads", "read", 1, "00000")
+    assert sel[0]["duration_ms"] is not None
 
 
 def test_copy_in_and_out(gw, pg):

@@ -118,6 +118,14 @@ typedef struct inflight {
     bool execute;              /* one result (Execute), else until ReadyForQuery */
     char status[6];
     char *error;
+    /* Async (allowed, not strict) statements record ONE event, decision and
+     * result together, when the result is known: half the store writes.
+     * The slot's buffer is reused, so steady state allocates nothing. */
+    bool deferred;
+    const char *cls, *reason; /* static strings */
+    char rule[64];
+    al_buf_t text;             /* action, NUL, then each table NUL-terminated */
+    size_t n_tables;
 } inflight_t;
 
 struct sess {
@@ -188,6 +196,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void verify_token(sess_t *s);
+static void record_result(sess_t *s, inflight_t *f);
 static void upstream_tls_start(sess_t *s);
 static void upstream_startup(sess_t *s);
 static bool tls_in(sess_t *s, bool client, const uint8_t *p, size_t n,
@@ -334,8 +343,10 @@ static void sess_free(sess_t *s)
     al_tls_free(&s->stls);
     for (size_t i = 0; i < s->n_refused; i++)
         free(s->refused[i]);
-    for (size_t i = 0; i < MAX_INFLIGHT; i++)
+    for (size_t i = 0; i < MAX_INFLIGHT; i++) {
         free(s->fl[i].error);
+        al_buf_free(&s->fl[i].text);
+    }
     if (s->auth_inited)
         al_pg_auth_free(&s->auth);
     if (s->token) {
@@ -391,6 +402,15 @@ static void sess_close(sess_t *s)
 {
     if (s->st == S_CLOSING)
         return;
+    /* Statements still in flight keep their records (deferred decisions). */
+    while (s->fl_n) {
+        inflight_t *f = &s->fl[s->fl_head];
+        if (!f->error && f->deferred)
+            f->error = al_xstrdup("session closed before the result");
+        record_result(s, f);
+        s->fl_head = (s->fl_head + 1) % MAX_INFLIGHT;
+        s->fl_n--;
+    }
     s->st = S_CLOSING;
     cancel_unregister(s);
     if (s->pend) {
@@ -472,16 +492,31 @@ static void record_result(sess_t *s, inflight_t *f)
 {
     al_audit_event_t ev;
     fill_event(s, &ev);
-    ev.kind = AL_AUDIT_KIND_RESULT;
-    ev.ref_id = f->id;
+    const char *tables[64];
+    if (f->deferred) {
+        ev.kind = AL_AUDIT_KIND_DECISION;
+        ev.action = al_str_c(f->text.p);
+        ev.cls = f->cls;
+        ev.rule = f->rule[0] ? f->rule : NULL;
+        ev.reason = f->reason;
+        const char *t = f->text.p + strlen(f->text.p) + 1;
+        for (size_t i = 0; i < f->n_tables && i < 64; i++, t += strlen(t) + 1)
+            tables[i] = t;
+        ev.tables = tables;
+        ev.n_tables = AL_MIN(f->n_tables, 64);
+    } else {
+        ev.kind = AL_AUDIT_KIND_RESULT;
+        ev.ref_id = f->id;
+    }
     ev.rows = f->rows;
     ev.status = f->status[0] ? f->status : "00000";
     ev.duration_us = (int64_t)((al_mono_ns() - f->t0) / 1000);
     ev.error = f->error;
-    ev.decision = f->error ? "error" : "ok";
+    ev.decision = f->deferred ? "allow" : f->error ? "error" : "ok";
     al_audit_submit_async(s->pw->w->rt->audit, &ev, NULL);
     free(f->error);
     f->error = NULL;
+    f->deferred = false;
 }
 
 static void inflight_push(sess_t *s, const char *id, bool execute)
@@ -496,6 +531,7 @@ static void inflight_push(sess_t *s, const char *id, bool execute)
     f->status[0] = 0;
     free(f->error);
     f->error = NULL;
+    f->deferred = false;
 }
 
 static inflight_t *inflight_head(sess_t *s)
@@ -745,6 +781,31 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
     if (!simple)
         forget_refused(s, stmt_name);
     bool strict = d.v.audit != AL_AUDIT_MODE_ASYNC;
+    if (!strict && s->fl_n < MAX_INFLIGHT) {
+        forward(s, m);
+        inflight_push(s, "", !simple);
+        inflight_t *f = &s->fl[(s->fl_head + s->fl_n - 1) % MAX_INFLIGHT];
+        f->deferred = true;
+        f->cls = al_sql_class_name(d.cls);
+        f->reason = d.v.reason;
+        snprintf(f->rule, sizeof f->rule, "%s", d.v.rule ? d.v.rule->name : "");
+        al_buf_reset(&f->text);
+        size_t cap = s->pw->w->snap->cfg->audit.max_action_bytes;
+        al_buf_append(&f->text, sql.p, AL_MIN(sql.len, cap));
+        al_buf_append(&f->text, "", 1);
+        f->n_tables = 0;
+        const al_sql_result_t *r = d.r;
+        for (size_t i = 0; i < r->n_tables && i < 64; i++, f->n_tables++) {
+            const al_sql_table_t *t = &r->tables[i];
+            if (t->schema.len) {
+                al_buf_append(&f->text, t->schema.p, t->schema.len);
+                al_buf_append(&f->text, ".", 1);
+            }
+            al_buf_append(&f->text, t->name.p, t->name.len);
+            al_buf_append(&f->text, "", 1);
+        }
+        return true;
+    }
     const char *err = NULL;
     char id[AL_AUDIT_ID_SIZE] = "";
     if (audit_decision(s, sql, &d, strict, id, &err) != AL_OK) {
