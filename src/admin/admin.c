@@ -624,7 +624,7 @@ static void decide_then(admin_conn_t *c, const actor_t *who)
     ev.n_groups = p->n_groups;
     int64_t now = (int64_t)al_now();
     const char *tables[64];
-    char tbuf[64][160];
+    char tbuf[64][AL_POLICY_TABLE_NAME_MAX];
     char *norm = NULL;
     if (sql) {
         const al_sql_result_t *r = NULL;
@@ -633,16 +633,7 @@ static void decide_then(admin_conn_t *c, const actor_t *who)
         al_policy_decide_sql(pol, &subj, target, r, now, &v, NULL, 0);
         ev.action = al_str_c(sql);
         ev.cls = al_sql_class_name(r->cls);
-        for (size_t i = 0; i < r->n_tables && ev.n_tables < AL_ARRAY_LEN(tables); i++) {
-            const al_sql_table_t *t = &r->tables[i];
-            if (t->schema.len)
-                snprintf(tbuf[ev.n_tables], sizeof tbuf[0], "%.*s.%.*s", (int)t->schema.len,
-                         t->schema.p, (int)t->name.len, t->name.p);
-            else
-                snprintf(tbuf[ev.n_tables], sizeof tbuf[0], "%.*s", (int)t->name.len, t->name.p);
-            tables[ev.n_tables] = tbuf[ev.n_tables];
-            ev.n_tables++;
-        }
+        ev.n_tables = al_policy_table_names(r, tbuf, tables, AL_ARRAY_LEN(tables));
         ev.tables = tables;
     } else if (http) {
         const char *sp = strchr(http, ' ');

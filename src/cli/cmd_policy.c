@@ -93,13 +93,8 @@ static void verdict_json(al_buf_t *b, const al_verdict_t *v)
 
 static void table_json(al_buf_t *b, const al_sql_table_t *t)
 {
-    al_buf_t n;
-    al_buf_init(&n);
-    if (t->schema.len)
-        al_buf_printf(&n, "%.*s.", (int)t->schema.len, t->schema.p);
-    al_buf_append(&n, t->name.p, t->name.len);
-    al_buf_json_str(b, n.p, n.len);
-    al_buf_free(&n);
+    char n[AL_POLICY_TABLE_NAME_MAX];
+    jstr(b, al_policy_table_name(t, n, sizeof n));
 }
 
 static void stmts_json(al_buf_t *b, const char *sql, const al_sql_result_t *r,

@@ -157,6 +157,25 @@ void al_policy_free(al_policy_t **pp)
     al_free(pp);
 }
 
+const char *al_policy_table_name(const al_sql_table_t *t, char *buf, size_t cap)
+{
+    if (t->schema.len)
+        snprintf(buf, cap, "%.*s.%.*s", (int)t->schema.len, t->schema.p, (int)t->name.len,
+                 t->name.p);
+    else
+        snprintf(buf, cap, "%.*s", (int)t->name.len, t->name.p);
+    return buf;
+}
+
+size_t al_policy_table_names(const al_sql_result_t *r, char (*buf)[AL_POLICY_TABLE_NAME_MAX],
+                             const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; r && i < r->n_tables && n < max; i++, n++)
+        out[n] = al_policy_table_name(&r->tables[i], buf[n], AL_POLICY_TABLE_NAME_MAX);
+    return n;
+}
+
 al_sql_class_t al_policy_target_fn_default(const al_policy_t *p, const char *target)
 {
     const al_target_conf_t *t = al_config_target(p->cfg, target);

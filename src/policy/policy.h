@@ -85,6 +85,16 @@ void al_policy_decide_sql(const al_policy_t *p, const al_subject_t *who, const c
                           const al_sql_result_t *r, int64_t now, al_verdict_t *out,
                           al_verdict_t *per_stmt, size_t cap);
 
+/* "schema.name" (or "name" when unqualified) of a table, as policy, audit
+ * and explain write it. Truncated to cap. */
+const char *al_policy_table_name(const al_sql_table_t *t, char *buf, size_t cap);
+
+/* Fills out[0..max) with the names of r's tables (buf holds the text), for
+ * audit events. Returns how many. */
+#define AL_POLICY_TABLE_NAME_MAX 160
+size_t al_policy_table_names(const al_sql_result_t *r, char (*buf)[AL_POLICY_TABLE_NAME_MAX],
+                             const char **out, size_t max);
+
 /* The target's configured default class for functions outside the table. */
 al_sql_class_t al_policy_target_fn_default(const al_policy_t *p, const char *target);
 

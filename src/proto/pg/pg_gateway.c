@@ -635,18 +635,8 @@ static int audit_decision(sess_t *s, al_str_t action, const decision_t *d, bool 
     ev.rule = d->v.rule ? d->v.rule->name : NULL;
     ev.reason = d->v.reason;
     const char *tables[64];
-    char tb[64][128];
-    const al_sql_result_t *r = d->r;
-    for (size_t i = 0; r && i < r->n_tables && ev.n_tables < 64; i++) {
-        const al_sql_table_t *t = &r->tables[i];
-        if (t->schema.len)
-            snprintf(tb[ev.n_tables], sizeof tb[0], "%.*s.%.*s", (int)t->schema.len,
-                     t->schema.p, (int)t->name.len, t->name.p);
-        else
-            snprintf(tb[ev.n_tables], sizeof tb[0], "%.*s", (int)t->name.len, t->name.p);
-        tables[ev.n_tables] = tb[ev.n_tables];
-        ev.n_tables++;
-    }
+    char tb[64][AL_POLICY_TABLE_NAME_MAX];
+    ev.n_tables = al_policy_table_names(d->r, tb, tables, 64);
     ev.tables = tables;
     al_audit_t *a = s->pw->w->rt->audit;
     if (!strict) {
@@ -795,13 +785,9 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
         al_buf_append(&f->text, "", 1);
         f->n_tables = 0;
         const al_sql_result_t *r = d.r;
+        char tn[AL_POLICY_TABLE_NAME_MAX];
         for (size_t i = 0; i < r->n_tables && i < 64; i++, f->n_tables++) {
-            const al_sql_table_t *t = &r->tables[i];
-            if (t->schema.len) {
-                al_buf_append(&f->text, t->schema.p, t->schema.len);
-                al_buf_append(&f->text, ".", 1);
-            }
-            al_buf_append(&f->text, t->name.p, t->name.len);
+            al_buf_puts(&f->text, al_policy_table_name(&r->tables[i], tn, sizeof tn));
             al_buf_append(&f->text, "", 1);
         }
         return true;
