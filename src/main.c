@@ -15,6 +15,7 @@ static const struct {
     {"token", al_cmd_token, "mint dev tokens, verify any token against the config"},
     {"audit", al_cmd_audit, "verify the audit chain, query audit events"},
     {"policy", al_cmd_policy, "explain the policy decision for an action"},
+    {"mask", al_cmd_mask, "mask stdin with the masking config (try it on your data)"},
 };
 
 static void usage(FILE *f)

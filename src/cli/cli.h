@@ -11,6 +11,7 @@ int al_cmd_serve(int argc, char **argv);
 int al_cmd_token(int argc, char **argv);
 int al_cmd_audit(int argc, char **argv);
 int al_cmd_policy(int argc, char **argv);
+int al_cmd_mask(int argc, char **argv);
 
 #endif
 

@@ -4,6 +4,7 @@
 
 #include "cli/cli.h"
 #include "core/config.h"
+#include "policy/masking.h"
 #include "policy/policy.h"
 
 static void usage(FILE *f)
@@ -60,11 +61,13 @@ int al_cmd_check(int argc, char **argv)
     if (cfg) {
         /* Rules are checked against the loaded inventory and targets. */
         al_policy_t *pol = al_policy_compile(cfg, &errs);
-        if (!pol) {
+        al_mask_set_t *ms = pol ? al_mask_set_build(cfg, &errs) : NULL;
+        if (!ms) {
             al_config_free(cfg);
             cfg = NULL;
         }
         al_policy_free(&pol);
+        al_mask_set_free(&ms);
     }
     if (cfg) {
         printf("%s: ok (%zu issuers, %zu agents, %zu targets, %zu policies)\n", path,

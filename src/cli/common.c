@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "identity/jws.h"
+#include "policy/masking.h"
 #include "policy/policy.h"
 
 al_config_t *al_cli_load_config(const char *cfg_path)
@@ -15,8 +16,10 @@ al_config_t *al_cli_load_config(const char *cfg_path)
     al_config_t *cfg = al_config_load(cfg_path, &errs);
     if (cfg) {
         al_policy_t *pol = al_policy_compile(cfg, &errs);
-        if (pol) {
-            al_policy_free(&pol);
+        al_mask_set_t *ms = pol ? al_mask_set_build(cfg, &errs) : NULL;
+        al_policy_free(&pol);
+        if (ms) {
+            al_mask_set_free(&ms);
             return cfg;
         }
         al_config_free(cfg);

@@ -927,6 +927,33 @@ static const cfg_key_t audit_keys[] = {
 static const cfg_schema_t audit_schema = {audit_keys, AL_ARRAY_LEN(audit_keys),
                                           sizeof(al_audit_conf_t), -1, NULL};
 
+#define MC(m) .off = offsetof(al_mask_custom_conf_t, m)
+static const cfg_key_t mask_custom_keys[] = {
+    {"name", CT_NAME, MC(name), .hint = "add 'name: <detector name>'"},
+    {"pattern", CT_STR, MC(pattern), .hint = "add 'pattern: <regex, bounded like [0-9]{8}>'"},
+};
+#undef MC
+static const cfg_schema_t mask_custom_schema = {mask_custom_keys, AL_ARRAY_LEN(mask_custom_keys),
+                                                sizeof(al_mask_custom_conf_t),
+                                                offsetof(al_mask_custom_conf_t, line), NULL};
+#define MK(m) .off = offsetof(al_masking_conf_t, m)
+#define MKL(m) MK(m), .off_n = offsetof(al_masking_conf_t, n_##m), .parse = parse_audience
+static const cfg_key_t masking_keys[] = {
+    {"name", CT_NAME, MK(name)},
+    {"targets", CT_STRLIST, MKL(targets), .lo = 1,
+     .hint = "add 'targets: [<target name> or \"*\"]'"},
+    {"detectors", CT_STRLIST, MKL(detectors), .lo = 1},
+    {"columns", CT_STRLIST, MKL(columns), .lo = 1},
+    {"style", CT_STR, MK(style), .defs = "full"},
+    {"custom", CT_LIST, MK(custom), .off_n = offsetof(al_masking_conf_t, n_custom),
+     .aux = &mask_custom_schema},
+};
+#undef MK
+#undef MKL
+static const cfg_schema_t masking_schema = {masking_keys, AL_ARRAY_LEN(masking_keys),
+                                            sizeof(al_masking_conf_t),
+                                            offsetof(al_masking_conf_t, line), NULL};
+
 static void root_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
                        void *obj);
 
@@ -945,6 +972,10 @@ static const cfg_key_t root_keys[] = {
      .aux = &policy_schema},
     {"admin", CT_MAP, R(admin), .aux = &admin_schema},
     {"audit", CT_MAP, R(audit), .aux = &audit_schema},
+    {"masking", CT_LIST, R(masking), .off_n = offsetof(al_config_t, n_masking),
+     .aux = &masking_schema},
+    {"mask_key_env", CT_STR, R(mask_key_env)},
+    {"mask_key_file", CT_PATH, R(mask_key_file)},
 };
 #undef R
 static const cfg_schema_t root_schema = {root_keys, AL_ARRAY_LEN(root_keys),

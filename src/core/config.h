@@ -205,8 +205,32 @@ typedef struct al_audit_conf {
     int queue_size;          /* default 65536 */
 } al_audit_conf_t;
 
+/* A custom masking detector: a regex (Hyperscan PCRE subset). */
+typedef struct al_mask_custom_conf {
+    char *name;
+    char *pattern;
+    int line;
+} al_mask_custom_conf_t;
+
+/* One masking entry (docs/masking.md). Without a name it applies to all
+ * traffic of its targets; with a name, only to actions allowed by a policy
+ * rule whose `masking:` lists it. */
+typedef struct al_masking_conf {
+    char *name;
+    char **targets; size_t n_targets;     /* target names or * */
+    char **detectors; size_t n_detectors; /* built-in or custom detector names */
+    char **columns; size_t n_columns;     /* column name globs, masked whole */
+    char *style;                          /* full | last4 | hash | drop */
+    al_mask_custom_conf_t *custom; size_t n_custom;
+    int line;
+} al_masking_conf_t;
+
 typedef struct al_config {
     char *path;          /* the file it was loaded from */
+    al_masking_conf_t *masking;
+    size_t n_masking;
+    char *mask_key_env;  /* secret for the hash style: env var name */
+    char *mask_key_file; /* or a file (mode 0600) */
     al_server_conf_t server;
     al_admin_conf_t admin;
     al_audit_conf_t audit;

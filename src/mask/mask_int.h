@@ -1,5 +1,5 @@
 /*
- * mask_int.h - internals shared by src/mask/*.c and the white-box tests.
+ * mask_int.h - internals shared by the src/mask sources and the white-box tests.
  * Not part of the folder's interface (mask.h is).
  */
 #ifndef AL_MASK_MASK_INT_H
@@ -150,6 +150,7 @@ struct al_mask_scratch {
     al__mask_hits_t hits2; /* sub-scans of decoded JSON strings / form bodies */
     al_buf_t tmp;          /* decode buffers of the body helper */
     al_buf_t tmp2;
+    al_buf_t tmp3;
     bool busy;
 };
 

@@ -10,6 +10,7 @@
 #include "admin/admin.h"
 #include "audit/audit.h"
 #include "proto/pg/pg_gateway.h"
+#include "policy/masking.h"
 #include "policy/policy.h"
 #include "runtime/runtime.h"
 
@@ -25,11 +26,13 @@ int al_runtime_worker_count(const al_config_t *cfg)
     return n > 0 ? (int)AL_MIN(n, 256) : 1;
 }
 
-/* Takes ownership of cfg and pol. */
-static al_snapshot_t *snapshot_new(al_runtime_t *rt, al_config_t *cfg, al_policy_t *pol)
+/* Takes ownership of cfg, pol and ms. */
+static al_snapshot_t *snapshot_new(al_runtime_t *rt, al_config_t *cfg, al_policy_t *pol,
+                                   al_mask_set_t *ms)
 {
     al_snapshot_t *s = al_xcalloc(1, sizeof *s);
     s->policy = pol;
+    s->masks = ms;
     s->refs = 1;
     s->gen = ++rt->gen;
     s->cfg = cfg;
@@ -145,7 +148,9 @@ static void reload(al_runtime_t *rt)
     al_config_errors_t errs = {0};
     al_config_t *cfg = al_config_load(rt->config_path, &errs);
     al_policy_t *pol = cfg ? al_policy_compile(cfg, &errs) : NULL;
-    if (cfg && !pol) {
+    al_mask_set_t *ms = pol ? al_mask_set_build(cfg, &errs) : NULL;
+    if (cfg && !ms) {
+        al_policy_free(&pol);
         al_config_free(cfg);
         cfg = NULL;
     }
@@ -166,7 +171,7 @@ static void reload(al_runtime_t *rt)
         al_log(AL_LOG_WARN, "server.admin_listen, server.data_dir and server.workers take effect "
                             "only at restart", NULL);
     al_log_set_level(cfg->server.log_level);
-    al_snapshot_t *s = snapshot_new(rt, cfg, pol);
+    al_snapshot_t *s = snapshot_new(rt, cfg, pol, ms);
     workers_post(rt, s, false);
     al_snapshot_unref(&rt->snap);
     rt->snap = s;
@@ -252,7 +257,9 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
     rt.jwks = al_jwks_mgr_new(false);
     al_config_errors_t perrs;
     al_policy_t *pol = al_policy_compile(cfg, &perrs);
-    if (!pol) { /* al_cli_load_config already checked; a race with an edit */
+    al_mask_set_t *ms = pol ? al_mask_set_build(cfg, &perrs) : NULL;
+    if (!ms) { /* al_cli_load_config already checked; a race with an edit */
+        al_policy_free(&pol);
         for (size_t i = 0; i < perrs.n; i++)
             al_log(AL_LOG_ERROR, "invalid policy", "error", perrs.msgs[i], NULL);
         al_config_errors_free(&perrs);
@@ -260,7 +267,7 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
         free(rt.config_path);
         return 1;
     }
-    rt.snap = snapshot_new(&rt, cfg, pol);
+    rt.snap = snapshot_new(&rt, cfg, pol, ms);
     if (cfg->dev_issuer)
         al_log(AL_LOG_WARN, "dev_issuer is enabled: tokens minted locally are trusted; never "
                             "enable it in production", NULL);

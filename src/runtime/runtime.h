@@ -24,6 +24,7 @@ typedef struct al_snapshot {
     al_config_t *cfg;         /* owned */
     al_verifier_t *verifier;  /* owned; borrows cfg and the runtime's JWKS manager */
     struct al_policy *policy; /* owned; compiled from cfg */
+    struct al_mask_set *masks; /* owned; mask engines compiled from cfg */
     double loaded_at;
 } al_snapshot_t;
 

@@ -2,6 +2,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "policy/masking.h"
 #include "policy/policy.h"
 #include "runtime/runtime.h"
 
@@ -20,6 +21,7 @@ void al_snapshot_unref(al_snapshot_t **ps)
         return;
     al_verifier_free(&s->verifier);
     al_policy_free(&s->policy);
+    al_mask_set_free(&s->masks);
     al_config_free(s->cfg);
     free(s);
 }

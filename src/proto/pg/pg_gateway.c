@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "policy/masking.h"
 #include "policy/policy.h"
 #include "proto/pg/pg_auth.h"
 #include "proto/pg/pg_codec.h"
@@ -87,6 +88,10 @@ struct pg_worker {
     pend_t *done;        /* strict audit completions from the writer thread */
     bool closed;
     al_sql_t *sql;
+    al_mask_scratch_t *mscr; /* masking scratch, grown to fit every engine used */
+    al_buf_t mout;           /* masked values of the row being rewritten */
+    al_buf_t mrow;           /* the rewritten DataRow */
+    al_buf_t mcell, mswap;   /* one value through the engines */
     sess_t *sessions;
     size_t n_sessions;
     bool draining;
@@ -185,6 +190,14 @@ struct sess {
     al_buf_t tls_scratch;    /* ciphertext to write */
     al_buf_t plain;          /* decrypted bytes */
     const listener_t *ls;    /* where the session came in */
+    /* masking of result rows (engines referenced, from the deciding snapshot) */
+    al_mask_engine_t *meng[4];
+    size_t n_meng;
+    al_buf_t colnames;       /* names of the current RowDescription, NUL-separated */
+    uint32_t *coloff;        /* offsets into colnames */
+    uint8_t *colfmt;         /* 0 text, 1 binary */
+    size_t ncols;            /* 0: no description known for the rows that follow */
+    bool copy_out;           /* between CopyOutResponse and CopyDone, masking on */
     sess_t *next, **pprev;
 };
 
@@ -339,6 +352,11 @@ static void sess_free(sess_t *s)
     al_buf_free(&s->held_msg);
     al_buf_free(&s->tls_scratch);
     al_buf_free(&s->plain);
+    al_buf_free(&s->colnames);
+    free(s->coloff);
+    free(s->colfmt);
+    for (size_t i = 0; i < s->n_meng; i++)
+        al_mask_engine_unref(&s->meng[i]);
     al_tls_free(&s->ctls);
     al_tls_free(&s->stls);
     for (size_t i = 0; i < s->n_refused; i++)
@@ -621,6 +639,38 @@ static void decide(sess_t *s, al_str_t sql, decision_t *d)
     d->cls = d->r->cls;
 }
 
+/* A COPY ... TO statement (results as CopyData, without column names). */
+static bool copy_to(const al_sql_result_t *r)
+{
+    for (size_t i = 0; r && i < r->n_stmts; i++)
+        if (r->stmts[i].kind && !strcmp(r->stmts[i].kind, "CopyStmt") &&
+            r->stmts[i].cls == AL_SQL_READ)
+            return true;
+    return false;
+}
+
+/* The engines that mask the results of the statement just allowed: the
+ * target's own, plus named entries its rule (or rules) listed. */
+static void set_masks(sess_t *s, const al_verdict_t *v)
+{
+    for (size_t i = 0; i < s->n_meng; i++)
+        al_mask_engine_unref(&s->meng[i]);
+    s->n_meng = 0;
+    const al_mask_set_t *ms = s->pw->w->snap->masks;
+    al_mask_engine_t *e = al_mask_set_target(ms, s->target->name);
+    if (e)
+        s->meng[s->n_meng++] = al_mask_engine_ref(e);
+    for (size_t i = 0; i < v->n_masks && s->n_meng < AL_ARRAY_LEN(s->meng); i++)
+        if ((e = al_mask_set_named(ms, v->masks[i], s->target->name)))
+            s->meng[s->n_meng++] = al_mask_engine_ref(e);
+    for (size_t i = 0; i < s->n_meng; i++)
+        if (al_mask_scratch_alloc(s->meng[i], &s->pw->mscr) < 0) {
+            al_log(AL_LOG_ERROR, "cannot allocate masking scratch", NULL);
+            sess_close(s);
+            return;
+        }
+}
+
 /* Builds and submits the decision event. strict: returns AL_OK when the
  * submission was accepted (callback to come), AL_ERR refused at once. */
 static int audit_decision(sess_t *s, al_str_t action, const decision_t *d, bool strict,
@@ -770,6 +820,22 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
     }
     if (!simple)
         forget_refused(s, stmt_name);
+    set_masks(s, &d.v);
+    if (s->n_meng && copy_to(d.r) &&
+        al_mask_set_has_columns(s->pw->w->snap->masks, s->target->name)) {
+        /* COPY TO carries no column names: column masking cannot apply. */
+        char id[AL_AUDIT_ID_SIZE];
+        d.v.decision = AL_DECIDE_DENY;
+        d.v.reason = "copy_to_with_column_masking";
+        audit_decision(s, sql, &d, false, id, NULL);
+        if (!simple) {
+            remember_refused(s, stmt_name);
+            s->skipping = true;
+        }
+        refuse(s, "42501", "airlock: COPY TO is refused on a target with column masking; "
+                           "use SELECT so masking can see the column names", simple);
+        return true;
+    }
     bool strict = d.v.audit != AL_AUDIT_MODE_ASYNC;
     if (!strict && s->fl_n < MAX_INFLIGHT) {
         forward(s, m);
@@ -827,6 +893,7 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
             fatal(s, "08P01", "airlock: malformed Query message", NULL);
             return false;
         }
+        s->ncols = 0;
         return statement(s, m, sql, (al_str_t){"", 0}, true);
     }
     case 'S': /* Sync ends a refused batch */
@@ -866,6 +933,7 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         }
         if (!recheck_identity(s))
             return false;
+        s->ncols = 0; /* a RowDescription may follow (Describe portal) */
         forward(s, m);
         return true;
     }
@@ -933,10 +1001,205 @@ static void process_client(sess_t *s)
 
 /* ---- upstream -> client -------------------------------------------------------------- */
 
+static void row_desc(sess_t *s, const al_pg_msg_t *m)
+{
+    al_pg_row_desc_t d;
+    s->ncols = 0;
+    if (al_pg_parse_row_desc(m->body, m->body_len, &d) != AL_PG_OK)
+        return;
+    al_buf_reset(&s->colnames);
+    s->coloff = realloc(s->coloff, (d.nfields ? d.nfields : 1) * sizeof *s->coloff);
+    s->colfmt = realloc(s->colfmt, d.nfields ? d.nfields : 1);
+    if (!s->coloff || !s->colfmt) {
+        sess_close(s);
+        return;
+    }
+    al_pg_fields_t it = al_pg_row_desc_fields(&d);
+    al_pg_field_t fl;
+    size_t i = 0;
+    while (i < d.nfields && al_pg_fields_next(&it, &fl)) {
+        s->coloff[i] = (uint32_t)s->colnames.len;
+        al_buf_append(&s->colnames, fl.name.p, fl.name.len);
+        al_buf_append(&s->colnames, "", 1);
+        s->colfmt[i++] = (uint8_t)(fl.format == 1);
+    }
+    s->ncols = i;
+}
+
+/* Masks one DataRow into pw->mrow. Returns true when the row changed.
+ * Text columns go through every engine (column rules, then detectors);
+ * binary columns cannot be scanned, so a binary column a column rule names
+ * is sent as NULL. Without a known RowDescription (an Execute of a
+ * statement described earlier), detectors still run, column rules cannot. */
+static bool mask_row(sess_t *s, const al_pg_msg_t *m, bool *failed)
+{
+    pg_worker_t *pw = s->pw;
+    al_pg_data_row_t row;
+    *failed = false;
+    if (al_pg_parse_data_row(m->body, m->body_len, &row) != AL_PG_OK)
+        return false;
+    al_pg_cell_edit_t edits[1664];
+    size_t offs[1664];
+    if (row.ncols > AL_ARRAY_LEN(edits))
+        return false;
+    al_buf_reset(&pw->mout);
+    bool changed = false;
+    al_pg_values_t it = al_pg_data_row_values(&row);
+    al_pg_value_t v;
+    size_t i = 0;
+    while (i < row.ncols && al_pg_values_next(&it, &v)) {
+        edits[i] = (al_pg_cell_edit_t){AL_PG_CELL_KEEP, NULL, 0};
+        al_str_t col = i < s->ncols ? al_str_c(s->colnames.p + s->coloff[i]) : (al_str_t){NULL, 0};
+        bool binary = i < s->ncols && s->colfmt[i];
+        if (v.null) {
+            i++;
+            continue;
+        }
+        if (binary) {
+            for (size_t k = 0; k < s->n_meng; k++)
+                if (col.p && al_mask_column_style(s->meng[k], col, NULL)) {
+                    edits[i].op = AL_PG_CELL_NULL;
+                    changed = true;
+                    break;
+                }
+            i++;
+            continue;
+        }
+        const char *val = (const char *)v.p;
+        size_t len = v.len;
+        bool set = false;
+        for (size_t k = 0; k < s->n_meng; k++) {
+            al_buf_reset(&pw->mcell);
+            al_mask_rc_t rc = al_mask_field(s->meng[k], pw->mscr, col, val, len, &pw->mcell,
+                                            NULL);
+            if (rc < 0) {
+                *failed = true;
+                return false;
+            }
+            if (rc == AL_MASK_DROPPED) {
+                edits[i].op = AL_PG_CELL_NULL;
+                set = false;
+                changed = true;
+                break;
+            }
+            if (rc == AL_MASK_MASKED) {
+                /* the next engine reads the masked text from a buffer of
+                 * its own (its output may grow mcell) */
+                al_buf_reset(&pw->mswap);
+                al_buf_append(&pw->mswap, pw->mcell.p, pw->mcell.len);
+                val = pw->mswap.p;
+                len = pw->mswap.len;
+                set = changed = true;
+            }
+        }
+        if (set) {
+            edits[i].op = AL_PG_CELL_SET;
+            edits[i].len = len;
+            offs[i] = pw->mout.len;
+            al_buf_append(&pw->mout, val, len);
+        }
+        i++;
+    }
+    if (!changed)
+        return false;
+    if (pw->mout.oom) {
+        *failed = true;
+        return false;
+    }
+    for (size_t k = 0; k < i; k++) /* mout may have moved while growing */
+        if (edits[k].op == AL_PG_CELL_SET)
+            edits[k].p = pw->mout.p + offs[k];
+    al_buf_reset(&pw->mrow);
+    if (al_pg_build_data_row_edit(&pw->mrow, &row, edits, i) != AL_OK) {
+        *failed = true;
+        return false;
+    }
+    return true;
+}
+
+/* Masks a CopyData row with every engine's detectors and sends it. False
+ * when the session was closed (masking failed). */
+static bool mask_copy_data(sess_t *s, const al_pg_msg_t *m)
+{
+    pg_worker_t *pw = s->pw;
+    const char *val = (const char *)m->body;
+    size_t len = m->body_len;
+    bool changed = false;
+    for (size_t k = 0; k < s->n_meng; k++) {
+        al_buf_reset(&pw->mcell);
+        al_mask_rc_t rc = al_mask_buffer(s->meng[k], pw->mscr, val, len, &pw->mcell, NULL);
+        if (rc < 0) {
+            fatal(s, "XX000", "airlock: masking failed; the session is closed", NULL);
+            return false;
+        }
+        if (rc == AL_MASK_MASKED) {
+            al_buf_reset(&pw->mswap);
+            al_buf_append(&pw->mswap, pw->mcell.p, pw->mcell.len);
+            val = pw->mswap.p;
+            len = pw->mswap.len;
+            changed = true;
+        }
+    }
+    if (!changed) {
+        send_bytes(s, true, m->raw, m->raw_len);
+        return true;
+    }
+    uint8_t hdr[5] = {'d', (uint8_t)((len + 4) >> 24), (uint8_t)((len + 4) >> 16),
+                      (uint8_t)((len + 4) >> 8), (uint8_t)(len + 4)};
+    al_buf_reset(&pw->mrow);
+    al_buf_append(&pw->mrow, hdr, 5);
+    al_buf_append(&pw->mrow, val, len);
+    if (pw->mrow.oom) {
+        fatal(s, "XX000", "airlock: masking failed; the session is closed", NULL);
+        return false;
+    }
+    send_bytes(s, true, pw->mrow.p, pw->mrow.len);
+    return true;
+}
+
 static void server_msg(sess_t *s, const al_pg_msg_t *m)
 {
     inflight_t *f = inflight_head(s);
     switch (m->type) {
+    case 'T':
+        row_desc(s, m);
+        break;
+    case 'H': /* CopyOutResponse */
+        if (s->n_meng) {
+            al_pg_copy_response_t cr;
+            if (al_pg_parse_copy_response(m->body, m->body_len, &cr) != AL_PG_OK ||
+                cr.format != 0) {
+                /* binary COPY cannot be scanned: fail closed before any row */
+                fatal(s, "42501", "airlock: binary COPY TO is refused on a masked target",
+                      NULL);
+                return;
+            }
+            s->copy_out = true;
+        }
+        break;
+    case 'c': /* CopyDone */
+        s->copy_out = false;
+        break;
+    case 'd': /* CopyData of a COPY TO: one text row per message */
+        if (s->copy_out && s->n_meng) {
+            if (!mask_copy_data(s, m))
+                return;
+            return;
+        }
+        break;
+    case 'D':
+        if (s->n_meng) {
+            bool failed;
+            if (mask_row(s, m, &failed)) {
+                send_bytes(s, true, s->pw->mrow.p, s->pw->mrow.len);
+                return;
+            }
+            if (failed) { /* fail closed: never the unmasked row */
+                fatal(s, "XX000", "airlock: masking failed; the session is closed", NULL);
+                return;
+            }
+        }
+        break;
     case 'Z': {
         char status = 'I';
         al_pg_parse_ready(m->body, m->body_len, &status);
@@ -1713,6 +1976,7 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->held_msg);
     al_buf_init(&s->tls_scratch);
     al_buf_init(&s->plain);
+    al_buf_init(&s->colnames);
     s->ls = l;
     al_audit_uuid7((int64_t)(al_now() * 1e6), s->session_id);
     uint8_t r[8];
@@ -1860,6 +2124,10 @@ int al_pg_worker_start(al_worker_t *w)
     uv_async_init(&w->loop, &pw->audit_async, on_audit_async);
     pw->audit_async.data = pw;
     pw->sql = al_sql_new(NULL);
+    al_buf_init(&pw->mout);
+    al_buf_init(&pw->mrow);
+    al_buf_init(&pw->mcell);
+    al_buf_init(&pw->mswap);
     pw->ls = al_xcalloc(w->n_pg ? w->n_pg : 1, sizeof *pw->ls);
     for (size_t k = 0; k < w->n_pg; k++) {
         listener_t *l = &pw->ls[k];
@@ -1921,6 +2189,11 @@ void al_pg_worker_free(al_worker_t *w)
     }
     pthread_mutex_destroy(&pw->lock);
     al_sql_free(&pw->sql);
+    al_mask_scratch_free(&pw->mscr);
+    al_buf_free(&pw->mout);
+    al_buf_free(&pw->mrow);
+    al_buf_free(&pw->mcell);
+    al_buf_free(&pw->mswap);
     free(pw->ls);
     free(pw);
     w->pg = NULL;

@@ -1,0 +1,291 @@
+/* scan.c - one Hyperscan pass, validators on its candidates, overlap
+ * resolution, rewriting; the one-shot entry points (buffer, field, value).
+ *
+ * The no-match path: hs_scan over the input, a few candidates rejected by
+ * their validators, return AL_MASK_OK. Nothing is allocated or copied. */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "mask/mask_int.h"
+
+typedef struct scan_ctx {
+    const al_mask_engine_t *e;
+    al_mask_scratch_t *s;
+    al__mask_text_t t;
+    al__mask_hits_t *hv;
+    uint64_t cands;
+    al_mask_rc_t err;
+} scan_ctx_t;
+
+static bool hits_push(al__mask_hits_t *hv, size_t vs, size_t ve, uint32_t rule, al_mask_det_t det)
+{
+    if (hv->n == hv->cap) {
+        size_t cap = hv->cap ? hv->cap * 2 : 64;
+        al_mask_match_t *v = al_realloc(hv->v, cap * sizeof *v);
+        if (!v)
+            return false;
+        hv->v = v;
+        hv->cap = cap;
+    }
+    hv->v[hv->n++] = (al_mask_match_t){vs, ve, rule, det};
+    return true;
+}
+
+static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
+                    unsigned int flags, void *vctx)
+{
+    AL_UNUSED(flags);
+    scan_ctx_t *c = vctx;
+    const al__mask_pat_t *pat = &c->e->pats[id];
+    if (!pat->check) {
+        c->cands++;
+        if (!hits_push(c->hv, (size_t)from, (size_t)to, pat->rule, pat->det)) {
+            c->err = AL_MASK_E_NOMEM;
+            return 1;
+        }
+        return 0;
+    }
+    if ((size_t)to <= c->s->skip[id])
+        return 0;
+    c->cands++;
+    al__mask_span_t sp[AL__MASK_SPANS_MAX];
+    size_t skip_to = (size_t)to;
+    size_t n = pat->check(&c->t, (size_t)to, sp, &skip_to);
+    c->s->skip[id] = skip_to;
+    for (size_t i = 0; i < n; i++) {
+        if (!hits_push(c->hv, sp[i].vs, sp[i].ve, pat->rule, pat->det)) {
+            c->err = AL_MASK_E_NOMEM;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+al_mask_rc_t al__mask_scan(const al_mask_engine_t *e, al_mask_scratch_t *s, const uint8_t *p,
+                           size_t len, al__mask_hits_t *hv, al_mask_stats_t *stats)
+{
+    hv->n = 0;
+    if (!e->db || len == 0)
+        return AL_MASK_OK;
+    if (len > UINT_MAX)
+        return AL_MASK_E_TOO_LARGE;
+    memset(s->skip, 0, e->n_pats * sizeof *s->skip);
+    scan_ctx_t c = {e, s, {p, len, e->vmax}, hv, 0, AL_MASK_OK};
+    hs_error_t r = hs_scan(e->db, (const char *)p, (unsigned)len, 0, s->hs, on_match, &c);
+    if (stats)
+        stats->candidates += c.cands;
+    if (r == HS_SUCCESS)
+        return AL_MASK_OK;
+    if (r == HS_SCAN_TERMINATED)
+        return c.err != AL_MASK_OK ? c.err : AL_MASK_E_SCAN;
+    if (r == HS_SCRATCH_IN_USE || r == HS_INVALID)
+        return AL_MASK_E_SCRATCH;
+    return AL_MASK_E_SCAN;
+}
+
+static int cmp_match(const void *a, const void *b)
+{
+    const al_mask_match_t *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    if (x->end != y->end)
+        return x->end > y->end ? -1 : 1; /* longest first */
+    if (x->det != y->det)
+        return x->det < y->det ? -1 : 1;
+    if (x->rule != y->rule)
+        return x->rule < y->rule ? -1 : 1;
+    return 0;
+}
+
+void al__mask_resolve(al__mask_hits_t *hv, size_t lo, size_t hi, size_t *covered)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < hv->n; i++)
+        if (hv->v[i].start >= lo && hv->v[i].start < hi)
+            hv->v[w++] = hv->v[i];
+    hv->n = w;
+    if (w > 1)
+        qsort(hv->v, w, sizeof *hv->v, cmp_match);
+    size_t cov = *covered;
+    w = 0;
+    for (size_t i = 0; i < hv->n; i++) {
+        al_mask_match_t m = hv->v[i];
+        if (m.end <= cov)
+            continue;
+        if (m.start < cov)
+            m.start = cov;
+        hv->v[w++] = m;
+        cov = m.end;
+    }
+    hv->n = w;
+    *covered = cov;
+}
+
+al_mask_rc_t al__mask_emit(const al_mask_engine_t *e, const uint8_t *p, size_t from, size_t to,
+                           const al_mask_match_t *pieces, size_t n, al_buf_t *out,
+                           al_mask_stats_t *stats)
+{
+    size_t pos = from;
+    for (size_t i = 0; i < n; i++) {
+        const al_mask_match_t *m = &pieces[i];
+        if (al_buf_append(out, p + pos, m->start - pos) != AL_OK)
+            return AL_MASK_E_NOMEM;
+        al_mask_rc_t rc = al__mask_apply_style(e, e->rules[m->rule].style, p + m->start,
+                                               m->end - m->start, out);
+        if (rc < 0)
+            return rc;
+        pos = m->end;
+    }
+    if (al_buf_append(out, p + pos, to - pos) != AL_OK)
+        return AL_MASK_E_NOMEM;
+    al__mask_count(stats, pieces, n);
+    return n ? AL_MASK_MASKED : AL_MASK_OK;
+}
+
+void al__mask_count(al_mask_stats_t *stats, const al_mask_match_t *pieces, size_t n)
+{
+    if (!stats)
+        return;
+    stats->values += n;
+    for (size_t i = 0; i < n; i++)
+        stats->by_det[pieces[i].det]++;
+}
+
+/* Undoes a failed call's partial output. */
+static void out_restore(al_buf_t *out, size_t mark)
+{
+    if (out->p && out->len > mark) {
+        out->len = mark;
+        out->p[mark] = '\0';
+    }
+}
+
+/* Scan, resolve, rewrite: the body of al_mask_buffer. s is entered. */
+static al_mask_rc_t mask_text(const al_mask_engine_t *e, al_mask_scratch_t *s, const uint8_t *p,
+                              size_t len, al_buf_t *out, al_mask_stats_t *stats)
+{
+    if (stats)
+        stats->bytes += len;
+    al_mask_rc_t rc = al__mask_scan(e, s, p, len, &s->hits, stats);
+    if (rc != AL_MASK_OK || s->hits.n == 0)
+        return rc;
+    size_t cov = 0;
+    al__mask_resolve(&s->hits, 0, SIZE_MAX, &cov);
+    return al__mask_emit(e, p, 0, len, s->hits.v, s->hits.n, out, stats);
+}
+
+al_mask_rc_t al_mask_buffer(const al_mask_engine_t *e, al_mask_scratch_t *s, const char *in,
+                            size_t len, al_buf_t *out, al_mask_stats_t *stats)
+{
+    if (!e || !s || (!in && len) || !out)
+        return AL_MASK_E_INVALID;
+    al_mask_rc_t rc = al__mask_scratch_enter(e, s);
+    if (rc < 0)
+        return rc;
+    size_t mark = out->len;
+    rc = mask_text(e, s, (const uint8_t *)in, len, out, stats);
+    if (rc < 0) {
+        s->hits.n = 0;
+        out_restore(out, mark);
+    }
+    al__mask_scratch_leave(s);
+    return rc;
+}
+
+const al_mask_match_t *al_mask_scratch_matches(const al_mask_scratch_t *s, size_t *n)
+{
+    if (!s) {
+        if (n)
+            *n = 0;
+        return NULL;
+    }
+    if (n)
+        *n = s->hits.n;
+    return s->hits.v;
+}
+
+al_mask_rc_t al_mask_value(const al_mask_engine_t *e, al_mask_style_t style, const char *in,
+                           size_t len, al_buf_t *out)
+{
+    if (!e || (!in && len) || !out)
+        return AL_MASK_E_INVALID;
+    if ((unsigned)style >= AL_MASK_STYLE__COUNT)
+        return AL_MASK_E_BAD_STYLE;
+    if (style == AL_MASK_STYLE_DROP)
+        return AL_MASK_DROPPED;
+    size_t mark = out->len;
+    al_mask_rc_t rc = al__mask_apply_style(e, style, (const uint8_t *)in, len, out);
+    if (rc < 0)
+        out_restore(out, mark);
+    return rc;
+}
+
+/* Does the key-like column name make the whole value one detector's? */
+static int whole_value_rule(const al_mask_engine_t *e, al_str_t column, const uint8_t *p,
+                            size_t len)
+{
+    if (!column.p || !column.len || len == 0)
+        return -1;
+    switch (al__mask_column_kind(column)) {
+    case AL__MASK_COL_SSN:
+        return al__mask_ssn_whole(p, len) ? e->det_rule[AL_MASK_DET_US_SSN] : -1;
+    case AL__MASK_COL_AWS_SECRET:
+        return al__mask_aws_secret_whole(p, len) ? e->det_rule[AL_MASK_DET_AWS_KEY] : -1;
+    case AL__MASK_COL_PASSWORD:
+        return e->det_rule[AL_MASK_DET_API_KEY];
+    case AL__MASK_COL_SECRET:
+        return al__mask_secret_value_ok(p, len) ? e->det_rule[AL_MASK_DET_API_KEY] : -1;
+    case AL__MASK_COL_NONE:
+        break;
+    }
+    return -1;
+}
+
+al_mask_rc_t al_mask_field(const al_mask_engine_t *e, al_mask_scratch_t *s, al_str_t column,
+                           const char *in, size_t len, al_buf_t *out, al_mask_stats_t *stats)
+{
+    if (!e || !s || (!in && len) || !out)
+        return AL_MASK_E_INVALID;
+    al_mask_rc_t rc = al__mask_scratch_enter(e, s);
+    if (rc < 0)
+        return rc;
+    const uint8_t *p = (const uint8_t *)in;
+    size_t mark = out->len;
+    s->hits.n = 0;
+    al_mask_style_t cst;
+    int rule;
+    if (al_mask_column_style(e, column, &cst)) {
+        if (stats) {
+            stats->bytes += len;
+            stats->values++;
+        }
+        rc = cst == AL_MASK_STYLE_DROP ? AL_MASK_DROPPED
+                                       : al__mask_apply_style(e, cst, p, len, out);
+    } else if ((rule = whole_value_rule(e, column, p, len)) >= 0) {
+        al_mask_match_t m = {0, len, (uint32_t)rule, e->rules[rule].det};
+        if (stats)
+            stats->bytes += len;
+        al__mask_count(stats, &m, 1);
+        s->hits.v[0] = m;
+        s->hits.n = 1;
+        al_mask_style_t st = e->rules[rule].style;
+        rc = st == AL_MASK_STYLE_DROP ? AL_MASK_DROPPED : al__mask_apply_style(e, st, p, len, out);
+    } else {
+        rc = mask_text(e, s, p, len, out, stats);
+        if (rc == AL_MASK_MASKED && out->len == mark && len > 0 && s->hits.n > 0 &&
+            s->hits.v[0].start == 0 && s->hits.v[s->hits.n - 1].end == len) {
+            /* Every byte belonged to dropped values. */
+            size_t covered = 0;
+            for (size_t i = 0; i < s->hits.n; i++)
+                covered += s->hits.v[i].end - s->hits.v[i].start;
+            if (covered == len)
+                rc = AL_MASK_DROPPED;
+        }
+    }
+    if (rc < 0) {
+        s->hits.n = 0;
+        out_restore(out, mark);
+    }
+    al__mask_scratch_leave(s);
+    return rc;
+}
