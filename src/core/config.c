@@ -822,6 +822,7 @@ static const cfg_key_t target_keys[] = {
     {"upstream", CT_MAP, T(upstream), .aux = &upstream_schema},
     {"session_grace", CT_DURATION, T(session_grace), .lo = 0, .hi = 7 * DAY, .def = 0},
     {"sasl_oauthbearer", CT_BOOL, T(sasl_oauthbearer), .def = 0},
+    {"auth_timeout", CT_DURATION, T(auth_timeout), .lo = 0.1, .hi = 600, .def = 30},
     {"max_connections", CT_INT, T(max_connections), .lo = 1, .hi = 1000000, .def = 10000},
     {"name", CT_NAME, T(name), .hint = "add 'name: <target name>' (policies refer to it)"},
     {"protocol", CT_ENUM, T(protocol), .aux = protocols, .def = AL_PROTO_POSTGRES,

@@ -131,6 +131,7 @@ typedef struct al_target_conf {
     bool sasl_oauthbearer; /* postgres: ask for SASL OAUTHBEARER (RFC 7628) instead of
                               a cleartext password (PostgreSQL 18+ clients) */
     int max_connections;  /* per target, default 10000 */
+    double auth_timeout;  /* start-up and authentication must finish within, default 30s */
     /* SQL class (al_sql_class_t as int) of a function missing from the
      * side-effect table; default read. */
     int sql_default_function_class;

@@ -47,6 +47,7 @@ typedef struct al_worker {
     int *pg_fds;                   /* listening sockets made by the control thread */
     char **pg_targets;             /* their target names */
     void **pg_tls, **pg_up_tls;    /* per listener: TLS contexts shared by all workers */
+    int **pg_count;                /* per listener: the target's open sessions (atomic, shared) */
     size_t n_pg;
     void *pg;                      /* the PostgreSQL gateway's per-worker state */
 } al_worker_t;

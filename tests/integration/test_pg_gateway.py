@@ -435,3 +435,35 @@ def test_upstream_tls_wrong_ca(gateway, pg, monkeypatch):
         connect(g, token(g))
     assert "TLS to the upstream database failed" in str(ei.value)
     assert "certificate verify failed" in str(ei.value)
+
+
+def test_auth_timeout_and_max_connections(gateway, pg, monkeypatch):
+    import socket
+    monkeypatch.setenv("AIRLOCK_TEST_UPSTREAM_PW", pg.password)
+    port = free_port()
+    text = CFG.replace("    tls: off\n", "    tls: off\n    auth_timeout: 1s\n    max_connections: 2\n", 1)
+    g = gateway(text.replace("{pgport}", str(port)).replace("{upport}", str(pg.port)))
+    g.pgport = port
+    # a client that never finishes start-up is cut off
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"\x00\x00\x00")  # half a length field
+    t0 = time.time()
+    data = b""
+    while True:
+        c = s.recv(4096)
+        if not c:
+            break
+        data += c
+    assert b"airlock: authentication timeout" in data and time.time() - t0 < 4
+    s.close()
+    tok = token(g)
+    c1, c2 = connect(g, tok), connect(g, tok)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(g, tok)
+    assert "too many connections" in str(ei.value)
+    c1.close()
+    time.sleep(0.3)
+    c3 = connect(g, tok)
+    assert c3.execute("SELECT 1").fetchone()[0] == 1
+    c2.close()
+    c3.close()

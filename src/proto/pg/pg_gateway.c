@@ -27,6 +27,7 @@
 #include <netinet/tcp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ typedef struct listener {
     al_tls_ctx_t *tls; /* server context (NULL for tls: off); shared, read-only */
     al_tls_mode_t tls_mode;
     al_tls_ctx_t *up_tls; /* client context for the upstream (sslmode != disable) */
+    _Atomic int *count;   /* the target's sessions across all workers */
     bool open;
 } listener_t;
 
@@ -198,6 +200,7 @@ struct sess {
     uint8_t *colfmt;         /* 0 text, 1 binary */
     size_t ncols;            /* 0: no description known for the rows that follow */
     bool copy_out;           /* between CopyOutResponse and CopyDone, masking on */
+    bool counted;            /* holds one of its listener's session counts */
     sess_t *next, **pprev;
 };
 
@@ -374,6 +377,8 @@ static void sess_free(sess_t *s)
     al_principal_unref(&s->principal);
     al_snapshot_unref(&s->snap);
     pg_worker_t *pw = s->pw;
+    if (s->counted)
+        atomic_fetch_sub(s->ls->count, 1);
     free(s);
     pw->w->active--;
     pw->n_sessions--;
@@ -1598,6 +1603,12 @@ static void start_upstream(sess_t *s)
 static void on_expiry(uv_timer_t *t)
 {
     sess_t *s = t->data;
+    if (s->st != S_READY && !s->principal) {
+        /* Like PostgreSQL's authentication_timeout: a client that does
+         * not finish start-up does not keep a session. */
+        fatal(s, "08006", "airlock: authentication timeout", NULL);
+        return;
+    }
     fatal(s, "28000", "airlock: token expired", "the session ends with the agent's token");
 }
 
@@ -1620,9 +1631,6 @@ static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p, const cha
     s->valid_until = p->exp;
     /* The session ends with the token (plus the configured grace). */
     double left = p->exp + s->target->session_grace - al_now();
-    uv_timer_init(&s->pw->w->loop, &s->expiry);
-    s->expiry.data = s;
-    s->expiry_inited = true;
     uv_timer_start(&s->expiry, on_expiry, left > 0 ? (uint64_t)(left * 1000) : 0, 0);
     start_upstream(s);
 }
@@ -1989,6 +1997,16 @@ static void on_connection(uv_stream_t *srv, int status)
         fatal(s, "08006", "airlock: this listener's target is no longer configured", NULL);
         return;
     }
+    s->counted = true;
+    if (atomic_fetch_add(l->count, 1) >= s->target->max_connections) {
+        fatal(s, "53300", "airlock: too many connections for this target",
+              "targets[].max_connections");
+        return;
+    }
+    uv_timer_init(&pw->w->loop, &s->expiry);
+    s->expiry.data = s;
+    s->expiry_inited = true;
+    uv_timer_start(&s->expiry, on_expiry, (uint64_t)(s->target->auth_timeout * 1000), 0);
     uv_read_start((uv_stream_t *)&s->client, on_alloc, on_client_read);
 }
 
@@ -2019,6 +2037,9 @@ int al_pg_listen_all(al_runtime_t *rt)
     size_t nt = cfg->n_targets ? cfg->n_targets : 1;
     /* TLS contexts: one per target, shared by every worker (read-only). */
     al_tls_ctx_t **srv = al_xcalloc(nt, sizeof *srv), **cli = al_xcalloc(nt, sizeof *cli);
+    int **cnt = al_xcalloc(nt, sizeof *cnt);
+    for (size_t t = 0; t < nt; t++)
+        cnt[t] = al_xcalloc(1, sizeof(_Atomic int));
     for (size_t t = 0; t < cfg->n_targets; t++) {
         const al_target_conf_t *tc = &cfg->targets[t];
         if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
@@ -2045,12 +2066,14 @@ int al_pg_listen_all(al_runtime_t *rt)
         w->pg_targets = al_xcalloc(nt, sizeof *w->pg_targets);
         w->pg_tls = al_xcalloc(nt, sizeof *w->pg_tls);
         w->pg_up_tls = al_xcalloc(nt, sizeof *w->pg_up_tls);
+        w->pg_count = al_xcalloc(nt, sizeof *w->pg_count);
         for (size_t t = 0; t < cfg->n_targets; t++) {
             const al_target_conf_t *tc = &cfg->targets[t];
             if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
                 continue;
             w->pg_tls[w->n_pg] = srv[t];
             w->pg_up_tls[w->n_pg] = cli[t];
+            w->pg_count[w->n_pg] = cnt[t];
             struct sockaddr_storage ss;
             if (parse_hostport(tc->listen, &ss) != AL_OK) {
                 al_log(AL_LOG_ERROR, "targets[].listen must be an IP:port address", "target",
@@ -2080,10 +2103,18 @@ int al_pg_listen_all(al_runtime_t *rt)
                        NULL);
         }
     }
+    for (size_t t = 0; t < nt; t++) /* counters of targets without a listener */
+        if (!cfg->targets || t >= cfg->n_targets || !cfg->targets[t].listen ||
+            cfg->targets[t].protocol != AL_PROTO_POSTGRES)
+            free(cnt[t]);
+    free(cnt);
     free(srv);
     free(cli);
     return AL_OK;
 fail:
+    for (size_t t = 0; t < nt; t++)
+        free(cnt[t]);
+    free(cnt);
     for (size_t t = 0; t < nt; t++) {
         al_tls_ctx_free(&srv[t]);
         al_tls_ctx_free(&cli[t]);
@@ -2101,16 +2132,18 @@ void al_pg_listen_close(al_runtime_t *rt)
             if (w->pg_fds[k] >= 0)
                 close(w->pg_fds[k]);
             free(w->pg_targets[k]);
-            if (i == 0) { /* contexts are shared: free them once */
+            if (i == 0) { /* contexts and counters are shared: free them once */
                 al_tls_ctx_t *a = w->pg_tls[k], *b = w->pg_up_tls[k];
                 al_tls_ctx_free(&a);
                 al_tls_ctx_free(&b);
+                free(w->pg_count[k]);
             }
         }
         al_free(&w->pg_fds);
         al_free(&w->pg_targets);
         al_free(&w->pg_tls);
         al_free(&w->pg_up_tls);
+        al_free(&w->pg_count);
         w->n_pg = 0;
     }
 }
@@ -2135,6 +2168,7 @@ int al_pg_worker_start(al_worker_t *w)
         l->target = w->pg_targets[k];
         l->tls = w->pg_tls[k];
         l->up_tls = w->pg_up_tls[k];
+        l->count = (_Atomic int *)w->pg_count[k];
         const al_target_conf_t *tc = al_config_target(w->snap->cfg, l->target);
         l->tls_mode = tc ? tc->tls : AL_TLS_REQUIRED;
         uv_tcp_init(&w->loop, &l->tcp);
