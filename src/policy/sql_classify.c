@@ -104,6 +104,11 @@ struct al_sql {
     sref_t error;
     int error_pos;
     al__sql_block_t last; /* the uncached result */
+    bool lit_sensitive;   /* the walk read a value a literal may have given */
+    al__sql_cache_t *shape_cache;
+    char *shape_key; /* cfg.cache_max_text bytes */
+    al_sql_result_t shape_res; /* a shape hit: the cached result ... */
+    al_sql_stmt_t shape_stmt;  /* ... with its statement range for this text */
 };
 
 static const al_sql_result_t oom_result = {
@@ -447,6 +452,14 @@ static void contribute_s(walk_t *w, al_sql_class_t cls, const char *reason, cons
     contribute(w, cls, reason, sb_add(w->c, arg, strlen(arg)));
 }
 
+/* The walk is about to read a value that a literal constant may have
+ * given (a String, Integer or Float node's value, or a COPY file name):
+ * the result then depends on more than the statement's shape. */
+static void reads_constant(const walk_t *w)
+{
+    w->c->lit_sensitive = true;
+}
+
 /* ---- extraction ------------------------------------------------------------- */
 
 static void add_schema(walk_t *w, sref_t s)
@@ -770,6 +783,7 @@ static bool explain_analyzes(const walk_t *w, uint32_t body)
             analyze = true;
             continue;
         }
+        reads_constant(w); /* ANALYZE 0, ANALYZE 'off' */
         al_str_t kind = raw(w, an);
         if (al_str_eq_c(kind, "Integer")) {
             uint32_t iv = obj_get(w, ab, "ival"); /* left out when 0 */
@@ -790,6 +804,11 @@ static bool explain_analyzes(const walk_t *w, uint32_t body)
 
 static void on_copy(walk_t *w, uint32_t body)
 {
+    /* the class does not depend on the file name or the command, but they
+     * are literals the classifier looks at: keep such results to their
+     * exact text */
+    if (obj_true(w, body, "is_program") || obj_get(w, body, "filename") != NO_TOK)
+        reads_constant(w);
     if (obj_true(w, body, "is_program"))
         contribute_s(w, AL_SQL_ADMIN, "COPY runs a program on the server", "COPY PROGRAM");
     else if (obj_get(w, body, "filename") != NO_TOK)
@@ -819,6 +838,10 @@ static sref_t set_value(walk_t *w, uint32_t body)
 
 static void on_set(walk_t *w, uint32_t body)
 {
+    /* al_sql_setting_class judges some settings by value (SET x = 'v',
+     * SET x TO 5, SET TIME ZONE 'UTC', ALTER ROLE ... SET, a function's SET
+     * clause) */
+    reads_constant(w);
     uint32_t kind = obj_get(w, body, "kind");
     if (tok_is(w, kind, "VAR_SET_MULTI") || tok_is(w, kind, "VAR_RESET_ALL"))
         return;
@@ -891,6 +914,7 @@ static void on_create_function(walk_t *w, uint32_t body)
         uint32_t name, def;
         if (!node_unwrap(w, e, &name, &def) || !field_is(w, def, "defname", "language"))
             continue;
+        reads_constant(w); /* LANGUAGE 'c' is a string constant */
         sref_t lang = unescape(w, string_node_val(w, obj_get(w, def, "arg")));
         al_str_t l = sb_str(w->c, lang);
         if ((l.len == 1 && (l.p[0] == 'c' || l.p[0] == 'C')) ||
@@ -1326,6 +1350,7 @@ static al_sql_result_t *build(al_sql_t *c, al__sql_block_t *blk, const char *key
         .n_tables = c->tables.n,
         .error = block_str(strings, c->error),
         .error_pos = c->error_pos,
+        .literal_sensitive = c->lit_sensitive,
     };
     return r;
 }
@@ -1376,10 +1401,22 @@ al_sql_t *al_sql_new(const al_sql_config_t *cfg)
         c->cfg.max_text = 4u << 20;
     if (c->cfg.max_text > (256u << 20))
         c->cfg.max_text = 256u << 20; /* token offsets are 32-bit */
+    if (!c->cfg.shape_cache_entries)
+        c->cfg.shape_cache_entries = 4096;
+    if (!c->cfg.shape_cache_max_bytes)
+        c->cfg.shape_cache_max_bytes = 16u << 20;
     if (!c->cfg.no_cache) {
         c->cache = al__sql_cache_new(c->cfg.cache_entries, c->cfg.cache_max_bytes);
         if (!c->cache) {
             al_free(&c);
+            return NULL;
+        }
+    }
+    if (!c->cfg.no_cache && !c->cfg.no_shape_cache) {
+        c->shape_cache = al__sql_cache_new(c->cfg.shape_cache_entries, c->cfg.shape_cache_max_bytes);
+        c->shape_key = al_malloc(c->cfg.cache_max_text);
+        if (!c->shape_cache || !c->shape_key) {
+            al_sql_free(&c);
             return NULL;
         }
     }
@@ -1392,6 +1429,8 @@ void al_sql_free(al_sql_t **cp)
     if (!c)
         return;
     al__sql_cache_free(&c->cache);
+    al__sql_cache_free(&c->shape_cache);
+    al_free(&c->shape_key);
     al_free(&c->text);
     al_free(&c->toks.p);
     al_free(&c->stack.p);
@@ -1410,6 +1449,15 @@ void al_sql_cache_stats(const al_sql_t *c, al_sql_cache_stats_t *out)
     memset(out, 0, sizeof(*out));
     if (c->cache)
         al__sql_cache_stats(c->cache, out);
+    if (c->shape_cache) {
+        al_sql_cache_stats_t s;
+        al__sql_cache_stats(c->shape_cache, &s);
+        out->shape_hits = s.hits;
+        out->shape_misses = s.misses;
+        out->shape_evictions = s.evictions;
+        out->shape_entries = s.entries;
+        out->shape_bytes = s.bytes;
+    }
 }
 
 static void reset_scratch(al_sql_t *c)
@@ -1420,6 +1468,7 @@ static void reset_scratch(al_sql_t *c)
     c->oom = false;
     c->error = (sref_t){0, 0};
     c->error_pos = 0;
+    c->lit_sensitive = false;
 }
 
 /* Runs the parser and the walk into the scratch state. */
@@ -1459,6 +1508,55 @@ static void classify_text(al_sql_t *c, const char *sql, size_t len, al_sql_class
     pg_query_free_parse_result(pr);
 }
 
+/* Stores the scratch result under the shape key when it may be shared:
+ * it parsed, it is one statement, and no literal's value was read. The
+ * statement's range is kept in key coordinates: its start (the text before
+ * it holds only empty statements, so no literal, and is the same in key and
+ * text) and its distance from the end (likewise). */
+static void shape_put(al_sql_t *c, const char *sql, size_t len, size_t klen, uint64_t shash,
+                      al_sql_class_t fn_default)
+{
+    if (c->error.len || c->stmts.n != 1 || c->lit_sensitive)
+        return;
+    s_stmt_t *s = &VEC_AT(c->stmts, s_stmt_t, 0);
+    size_t off = s->offset, tail = len - s->offset - s->len;
+    if (off + tail > klen || memcmp(c->shape_key, sql, off) != 0 ||
+        memcmp(c->shape_key + klen - tail, sql + len - tail, tail) != 0)
+        return; /* not expected: then this text is simply not shared */
+    if (plan(c, klen).total > c->cfg.shape_cache_max_bytes)
+        return;
+    size_t keep_len = s->len;
+    s->len = klen - off - tail;
+    al__sql_block_t blk = {NULL, 0};
+    al_sql_result_t *r = build(c, &blk, c->shape_key, klen);
+    s->len = keep_len;
+    if (!r) {
+        al_free(&blk.mem);
+        return;
+    }
+    (void)al__sql_cache_put(c->shape_cache, blk, shash, (char *)blk.mem + plan(c, klen).key, klen,
+                            fn_default);
+}
+
+/* A shape hit as the result for this text: the cached result, with the
+ * statement's range moved from key to text coordinates. The copy lives in
+ * `c`; tables, functions and strings stay in the cached block, which no
+ * eviction touches before the next call. */
+static const al_sql_result_t *shape_view(al_sql_t *c, const al_sql_result_t *sr, size_t len,
+                                         size_t klen, const al_sql_opts_t *o)
+{
+    c->shape_stmt = sr->stmts[0];
+    size_t off = c->shape_stmt.offset;
+    size_t tail = klen - off - c->shape_stmt.len;
+    c->shape_stmt.len = len - off - tail;
+    c->shape_res = *sr;
+    c->shape_res.stmts = &c->shape_stmt;
+    c->shape_res.from_cache = true;
+    c->shape_res.from_shape_cache = true;
+    resolve(&c->shape_res, o);
+    return &c->shape_res;
+}
+
 int al_sql_classify(al_sql_t *c, const char *sql, size_t len, const al_sql_opts_t *opts,
                     const al_sql_result_t **out)
 {
@@ -1475,9 +1573,29 @@ int al_sql_classify(al_sql_t *c, const char *sql, size_t len, const al_sql_opts_
     al_sql_result_t *r = cacheable ? al__sql_cache_get(c->cache, sql, len, fn_default, &hash) : NULL;
     if (r) {
         r->from_cache = true;
+        r->from_shape_cache = false;
         resolve(r, o);
         *out = r;
         return AL_OK;
+    }
+
+    /* Shape cache: same text but for literal values. Text without literals
+     * is left to the exact cache. */
+    ssize_t klen = -1;
+    uint64_t shash = 0;
+    if (c->shape_cache && cacheable && len <= c->cfg.max_text) {
+        size_t n_lits = 0;
+        klen = al__sql_shape(sql, len, c->shape_key, c->cfg.cache_max_text, &n_lits, NULL);
+        if (klen >= 0 && n_lits == 0)
+            klen = -1;
+    }
+    if (klen >= 0) {
+        const al_sql_result_t *sr =
+            al__sql_cache_get(c->shape_cache, c->shape_key, (size_t)klen, fn_default, &shash);
+        if (sr) {
+            *out = shape_view(c, sr, len, (size_t)klen, o);
+            return AL_OK;
+        }
     }
 
     reset_scratch(c);
@@ -1486,6 +1604,8 @@ int al_sql_classify(al_sql_t *c, const char *sql, size_t len, const al_sql_opts_
         *out = &oom_result;
         return AL_ERR;
     }
+    if (klen >= 0)
+        shape_put(c, sql, len, (size_t)klen, shash, fn_default);
     if (cacheable && plan(c, len).total <= c->cfg.cache_max_bytes) {
         al__sql_block_t blk = {NULL, 0};
         r = build(c, &blk, sql, len);
@@ -1502,6 +1622,7 @@ int al_sql_classify(al_sql_t *c, const char *sql, size_t len, const al_sql_opts_
         return AL_ERR;
     }
     r->from_cache = false;
+    r->from_shape_cache = false;
     resolve(r, o);
     *out = r;
     return AL_OK;

@@ -147,7 +147,15 @@ typedef struct al_sql_result {
                       * the input was not classified; empty otherwise */
     int error_pos;   /* 1-based character position of the error as
                       * PostgreSQL reports it; 0 when none */
-    bool from_cache; /* true when served from the cache */
+    bool from_cache; /* true when served from the cache (either one) */
+    bool from_shape_cache;  /* true when served from the shape cache: the
+                             * result of another text that differs only in
+                             * literal values (see the shape cache below) */
+    bool literal_sensitive; /* true when the class or anything extracted
+                             * depended on a literal's value (a SET value,
+                             * an EXPLAIN option, a COPY file name, a
+                             * function's LANGUAGE ...): such a result is
+                             * never shared by shape */
 } al_sql_result_t;
 
 /* ---- options ------------------------------------------------------------- */
@@ -179,6 +187,15 @@ typedef struct al_sql_config {
     size_t cache_max_bytes; /* bytes of all cached entries [16 MiB] */
     size_t cache_max_text;  /* longer statements are not cached [16 KiB] */
     size_t max_text;        /* longer input is `unknown` [4 MiB] */
+    /* The shape cache (docs/sql-classification.md, "Shape cache"): results
+     * keyed by the text with literal constants replaced by placeholders,
+     * so statements that differ only in constant values share one
+     * classification. Only single-statement results that parsed and did
+     * not depend on a literal's value are stored; statements up to
+     * cache_max_text. Off when no_cache is set. */
+    bool no_shape_cache;          /* true: exact-text cache only */
+    size_t shape_cache_entries;   /* results kept [4096] */
+    size_t shape_cache_max_bytes; /* bytes of all entries [16 MiB] */
 } al_sql_config_t;
 
 /* Creates a classifier (cfg may be NULL). Returns NULL when out of memory.
@@ -197,10 +214,14 @@ void al_sql_free(al_sql_t **c);
 int al_sql_classify(al_sql_t *c, const char *sql, size_t len, const al_sql_opts_t *opts,
                     const al_sql_result_t **out);
 
-/* Cache counters, for metrics. */
+/* Cache counters, for metrics. A shape lookup happens only after a miss
+ * of the exact-text cache, and only for text that has a shape key with at
+ * least one literal. */
 typedef struct al_sql_cache_stats {
     uint64_t hits, misses, evictions;
     size_t entries, bytes;
+    uint64_t shape_hits, shape_misses, shape_evictions;
+    size_t shape_entries, shape_bytes;
 } al_sql_cache_stats_t;
 
 void al_sql_cache_stats(const al_sql_t *c, al_sql_cache_stats_t *out);
@@ -232,6 +253,28 @@ al_sql_result_t *al__sql_cache_get(al__sql_cache_t *cache, const char *text, siz
 al_sql_result_t *al__sql_cache_put(al__sql_cache_t *cache, al__sql_block_t blk, uint64_t hash,
                                    const char *text, size_t len, al_sql_class_t fn_default);
 void al__sql_cache_stats(const al__sql_cache_t *cache, al_sql_cache_stats_t *out);
+
+/* Shape keys (sql_shape.c). In a key every literal constant becomes one
+ * byte naming its kind. The bytes 0xF8..0xFD never occur in well-formed
+ * UTF-8 (RFC 3629 §3), and only well-formed UTF-8 gets a key, so a
+ * placeholder can never be confused with the statement's own bytes. */
+#define AL__SQL_SHAPE_INT '\xF8'  /* integer PostgreSQL reads as ICONST (fits 32 bits) */
+#define AL__SQL_SHAPE_NUM '\xF9'  /* any other number (FCONST) */
+#define AL__SQL_SHAPE_STR '\xFA'  /* '...', E'...', $tag$...$tag$, continued */
+#define AL__SQL_SHAPE_USTR '\xFB' /* U&'...' */
+#define AL__SQL_SHAPE_BIT '\xFC'  /* B'...' */
+#define AL__SQL_SHAPE_HEX '\xFD'  /* X'...' */
+
+/* Writes the shape key of sql[0..len) into out (cap bytes; a key is never
+ * longer than its text). Pure: no allocation, no state. Returns the key's
+ * length and sets *n_literals (may be NULL) to the number of placeholders;
+ * or returns -1 when the text gets no key (longer than cap, a NUL byte,
+ * invalid UTF-8, an unterminated string, comment or quoted name, a
+ * backslash in a '' string, an escape the server validates in E'' or U&'',
+ * UESCAPE, trailing junk after a number), with *why (may be NULL) set to a
+ * static reason. Then the caller classifies the text itself. */
+ssize_t al__sql_shape(const char *sql, size_t len, char *out, size_t cap, size_t *n_literals,
+                      const char **why);
 
 /* SipHash-2-4 of p[0..n) under a 128-bit key (k0, k1). */
 uint64_t al__sql_siphash(uint64_t k0, uint64_t k1, const void *p, size_t n);

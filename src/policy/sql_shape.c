@@ -16,12 +16,15 @@
  * The kind byte keeps apart what the grammar keeps apart: an integer that
  * fits in 32 bits (ICONST) from other numbers (FCONST), strings from bit and
  * hex strings. Where the grammar looks at an integer's value (FLOAT(p)
- * rejects p outside 1..53), the integer is kept as written.
+ * rejects p outside 1..53, ALTER [COLUMN] n SET STATISTICS rejects n
+ * outside 1..32767), the integer is kept as written.
  *
  * Whatever the lexer could read differently from the server, or where a
  * literal's bytes could make the server's lexer fail, gets no key: the
  * caller then classifies the text itself.
  */
+#include <limits.h>
+
 #include "policy/sql_classify.h"
 
 typedef struct shp {
@@ -32,6 +35,7 @@ typedef struct shp {
     const char *why;
     bool last_float;  /* the last token was the keyword FLOAT */
     bool float_paren; /* the last two tokens were FLOAT ( */
+    bool last_alter;  /* the last token was ALTER or COLUMN */
 } shp_t;
 
 /* scan.l: space [ \t\n\r\f]; newline [\n\r] */
@@ -111,23 +115,27 @@ static void emit_literal(shp_t *st, size_t at, size_t end, char ph)
     st->n_lits++;
 }
 
-/* After the closing quote at i-1: scan.l's quotecontinue
- * ({whitespace_with_newline}{quote}): only spaces and `--` comments, at
- * least one newline, and every comment ended by a newline, then a quote.
- * Returns the index of that quote, or 0 when the string ends here. */
+/* After the closing quote at i-1: scan.l's quotecontinue, white space
+ * holding a newline and then a quote, continues the constant. scan.l also
+ * admits `--` comments in that gap, but the parser this classifier links
+ * (libpg_query 15) ends the constant there: a comment between a closing
+ * quote and the next quote gets no key. Returns the index of the quote
+ * that continues the constant, 0 when it ends here, or SIZE_MAX when
+ * unsure. */
 static size_t continuation(const shp_t *st, size_t i)
 {
-    bool newline = false;
+    bool newline = false, comment = false;
     while (i < st->n) {
         unsigned char ch = st->s[i];
         if (is_space(ch)) {
             newline |= ch == '\n' || ch == '\r';
             i++;
         } else if (ch == '-' && i + 1 < st->n && st->s[i + 1] == '-') {
+            comment = true;
             while (i < st->n && st->s[i] != '\n' && st->s[i] != '\r')
                 i++;
-            if (i == st->n)
-                return 0;
+        } else if (ch == '\'' && comment) {
+            return SIZE_MAX;
         } else {
             return ch == '\'' && newline ? i : 0;
         }
@@ -177,6 +185,8 @@ static bool quoted(shp_t *st, size_t at, size_t q, qmode_t mode, char ph)
             continue;
         }
         size_t next = continuation(st, i + 1);
+        if (next == SIZE_MAX)
+            return fail(st, "string continuation across a comment");
         if (next == 0) {
             emit_literal(st, at, i + 1, ph);
             return true;
@@ -213,8 +223,9 @@ static bool dollar_quoted(shp_t *st, size_t i, size_t dl)
 
 /* scan.l (PostgreSQL 15): integer {digit}+, decimal, real, and the
  * *_junk / realfail rules that reject a number followed by letters. */
-static bool number(shp_t *st, size_t i)
+static bool number(shp_t *st, size_t *pos, bool keep_int)
 {
+    size_t i = *pos;
     const unsigned char *s = st->s;
     size_t n = st->n, j = i;
     bool is_float = false;
@@ -260,13 +271,10 @@ static bool number(shp_t *st, size_t i)
             fits = v <= INT32_MAX;
         }
     }
-    if (fits && st->float_paren) {
-        /* FLOAT(p): the grammar checks p itself, so p stays in the key */
-        st->float_paren = st->last_float = false;
-        return true;
-    }
-    emit_literal(st, i, j, fits ? AL__SQL_SHAPE_INT : AL__SQL_SHAPE_NUM);
-    st->float_paren = st->last_float = false;
+    if (!(fits && keep_int)) /* the grammar checks this integer itself:
+                               * it stays in the key as written */
+        emit_literal(st, i, j, fits ? AL__SQL_SHAPE_INT : AL__SQL_SHAPE_NUM);
+    *pos = j;
     return true;
 }
 
@@ -322,31 +330,31 @@ static bool step(shp_t *st, size_t *pos)
         return true;
     }
 
-    bool was_float = st->last_float;
-    st->last_float = st->float_paren = false;
-    if (ident_start(ch)) {
-        if (nx == '\'' && (ch == 'e' || ch == 'E')) {
-            *pos = i + 2; /* advanced further by quoted() through st->copied */
-            return quoted(st, i, i + 1, Q_ESC, AL__SQL_SHAPE_STR);
-        }
-        if (nx == '\'' && (ch == 'b' || ch == 'B'))
-            return quoted(st, i, i + 1, Q_BITS, AL__SQL_SHAPE_BIT);
-        if (nx == '\'' && (ch == 'x' || ch == 'X'))
-            return quoted(st, i, i + 1, Q_BITS, AL__SQL_SHAPE_HEX);
-        if ((ch == 'u' || ch == 'U') && nx == '&' && i + 2 < n && s[i + 2] == '\'')
-            return quoted(st, i, i + 2, Q_UNICODE, AL__SQL_SHAPE_USTR);
-        /* N'...' is the word NCHAR then an ordinary string: the loop reads
-         * the quote next. U&"..." is the word U, &, then a quoted name. */
+    /* a token: track FLOAT ( for number() */
+    bool was_float = st->last_float, float_paren = st->float_paren, after_alter = st->last_alter;
+    st->last_float = st->float_paren = st->last_alter = false;
+    bool ok;
+    if (ident_start(ch) && nx == '\'' && (ch == 'e' || ch == 'E')) {
+        ok = quoted(st, i, i + 1, Q_ESC, AL__SQL_SHAPE_STR);
+    } else if (ident_start(ch) && nx == '\'' && (ch == 'b' || ch == 'B')) {
+        ok = quoted(st, i, i + 1, Q_BITS, AL__SQL_SHAPE_BIT);
+    } else if (ident_start(ch) && nx == '\'' && (ch == 'x' || ch == 'X')) {
+        ok = quoted(st, i, i + 1, Q_BITS, AL__SQL_SHAPE_HEX);
+    } else if ((ch == 'u' || ch == 'U') && nx == '&' && i + 2 < n && s[i + 2] == '\'') {
+        ok = quoted(st, i, i + 2, Q_UNICODE, AL__SQL_SHAPE_USTR);
+    } else if (ident_start(ch)) {
+        /* N'...' is the word NCHAR then an ordinary string: the next step
+         * reads the quote. U&"..." is the word U, '&', then a quoted name. */
         size_t j = i + 1;
         while (j < n && ident_cont(s[j]))
             j++;
         if (word_is(s + i, j - i, "uescape"))
             return fail(st, "UESCAPE");
         st->last_float = word_is(s + i, j - i, "float");
+        st->last_alter = word_is(s + i, j - i, "alter") || word_is(s + i, j - i, "column");
         *pos = j;
         return true;
-    }
-    if (ch == '"') {
+    } else if (ch == '"') {
         for (i++;; i++) {
             if (i >= n)
                 return fail(st, "unterminated quoted identifier");
@@ -360,27 +368,34 @@ static bool step(shp_t *st, size_t *pos)
         }
         *pos = i + 1;
         return true;
-    }
-    if (ch == '\'')
-        return quoted(st, i, i, Q_PLAIN, AL__SQL_SHAPE_STR);
-    if (ch == '$') {
+    } else if (ch == '\'') {
+        ok = quoted(st, i, i, Q_PLAIN, AL__SQL_SHAPE_STR);
+    } else if (ch == '$') {
         size_t dl = dollar_delim(st, i);
-        if (dl)
-            return dollar_quoted(st, i, dl);
-        i++;
-        while (i < n && is_digit(s[i])) /* $1: a parameter, kept */
+        if (dl) {
+            ok = dollar_quoted(st, i, dl);
+        } else {
             i++;
-        *pos = i;
+            while (i < n && is_digit(s[i])) /* $1: a parameter, kept */
+                i++;
+            *pos = i;
+            return true;
+        }
+    } else if (is_digit(ch) || (ch == '.' && is_digit(nx))) {
+        /* FLOAT(p) rejects p outside 1..53; ALTER [COLUMN] n SET
+         * STATISTICS rejects n outside 1..32767 */
+        return number(st, pos, float_paren || after_alter);
+    } else if (ch == '.' && nx == '.') {
+        *pos = i + 2; /* scan.l dot_dot: one token, so "..5" is not ". .5" */
+        return true;
+    } else {
+        st->float_paren = ch == '(' && was_float;
+        *pos = i + 1;
         return true;
     }
-    if (is_digit(ch) || (ch == '.' && is_digit(nx))) {
-        st->last_float = was_float; /* number() reads the FLOAT ( state */
-        st->float_paren = false;
-        return false; /* handled by the caller */
-    }
-    st->float_paren = ch == '(' && was_float;
-    *pos = i + 1;
-    return true;
+    if (ok)
+        *pos = st->copied; /* just past the literal */
+    return ok;
 }
 
 ssize_t al__sql_shape(const char *sql, size_t len, char *out, size_t cap, size_t *n_literals,
@@ -397,33 +412,9 @@ ssize_t al__sql_shape(const char *sql, size_t len, char *out, size_t cap, size_t
         st.why = "NUL byte or invalid UTF-8";
     } else {
         size_t i = 0;
-        bool float_paren = false;
-        while (i < len && !st.why) {
-            unsigned char ch = st.s[i];
-            size_t before_copied = st.copied;
-            if (is_digit(ch) || (ch == '.' && i + 1 < len && is_digit(st.s[i + 1]))) {
-                st.float_paren = float_paren;
-                size_t lits = st.n_lits;
-                if (!number(&st, i))
-                    break;
-                if (st.n_lits == lits) { /* kept as written: skip its digits */
-                    while (i < len && is_digit(st.s[i]))
-                        i++;
-                } else {
-                    i = st.copied;
-                }
-                float_paren = false;
-                continue;
-            }
+        while (i < len)
             if (!step(&st, &i))
                 break;
-            if (st.copied != before_copied)
-                i = st.copied; /* a literal was emitted */
-            if (!is_space(ch) && !(ch == '-' && i > 0) && !(ch == '/'))
-                float_paren = st.float_paren;
-            else if (!is_space(ch))
-                float_paren = st.float_paren;
-        }
     }
     if (st.why) {
         if (why)
