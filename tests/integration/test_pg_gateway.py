@@ -467,3 +467,59 @@ def test_auth_timeout_and_max_connections(gateway, pg, monkeypatch):
     assert c3.execute("SELECT 1").fetchone()[0] == 1
     c2.close()
     c3.close()
+
+
+def _raw_session(g, tok):
+    import socket
+    import struct
+    s = socket.create_connection(("127.0.0.1", g.pgport), timeout=15)
+    params = b"user\0bot\0database\0app\0\0"
+    s.sendall(struct.pack("!II", len(params) + 8, 196608) + params)
+    buf = [b""]
+
+    def msgs_until(n_z):
+        out, z = [], 0
+        while z < n_z:
+            while len(buf[0]) < 5 or len(buf[0]) < struct.unpack("!I", buf[0][1:5])[0] + 1:
+                c = s.recv(65536)
+                assert c, out
+                buf[0] += c
+            ln = struct.unpack("!I", buf[0][1:5])[0]
+            m, buf[0] = buf[0][:ln + 1], buf[0][ln + 1:]
+            out.append(m)
+            z += m[:1] == b"Z"
+        return out
+
+    def msg(t, body):
+        return t + struct.pack("!I", len(body) + 4) + body
+
+    msgs_until(0) if False else None
+    # cleartext request, then the token
+    while b"R" not in buf[0][:1]:
+        buf[0] += s.recv(65536)
+    buf[0] = buf[0][9:]
+    s.sendall(msg(b"p", tok.encode() + b"\0"))
+    msgs_until(1)
+    return s, msg, msgs_until
+
+
+def test_pipelined_refusals_keep_order(gw, pg):
+    import struct
+    s, msg, msgs_until = _raw_session(gw, token(gw, "ro"))
+    # simple protocol: three queries in one write, the middle one refused
+    s.sendall(msg(b"Q", b"SELECT pg_sleep(0.2), 1\0") + msg(b"Q", b"DELETE FROM t\0") +
+              msg(b"Q", b"SELECT 3\0"))
+    out = msgs_until(3)
+    kinds = b"".join(m[:1] for m in out)
+    assert kinds == b"TDCZEZTDCZ", kinds
+    assert b"42501" in out[4]
+    # extended protocol, pipelined batches: ok / refused / ok
+    def batch(sql):
+        return (msg(b"P", b"\0" + sql + b"\0\0\0") + msg(b"B", b"\0\0\0\0\0\0\0\0") +
+                msg(b"E", b"\0\0\0\0\0") + msg(b"S", b""))
+    s.sendall(batch(b"SELECT pg_sleep(0.2)") + batch(b"DELETE FROM t") + batch(b"SELECT 7"))
+    out = msgs_until(3)
+    kinds = b"".join(m[:1] for m in out)
+    assert kinds == b"12DCZEZ12DCZ", kinds
+    assert b"42501" in out[5]
+    s.close()

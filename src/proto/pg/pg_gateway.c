@@ -171,10 +171,20 @@ struct sess {
     /* flow */
     bool client_paused, server_paused, audit_wait;
     al_buf_t pending_in;     /* client bytes not yet processed (while waiting) */
-    uint64_t outstanding;    /* messages forwarded since the last ReadyForQuery */
+    /* Ordering of refusals. Every Query, Sync and FunctionCall forwarded
+     * earns exactly one ReadyForQuery; a refusal is emitted right away when
+     * nothing is in flight, else just before the ReadyForQuery of the batch
+     * it belongs to (FIFO, pipelining-safe). */
+    uint64_t rfq_expected, rfq_seen;
+    uint64_t since_sync;     /* extended messages forwarded since the last Sync */
     bool skipping;           /* extended query refused: drop until Sync */
-    al_buf_t inject;         /* ErrorResponse to emit before the next ReadyForQuery */
-    int drop_empty;          /* placeholders sent upstream for refused Queries */
+    struct inject {
+        uint64_t idx;        /* emit before ReadyForQuery number idx */
+        bool placeholder;    /* the batch is our empty query: drop its EmptyQueryResponse */
+        char *bytes;
+        size_t len;
+    } inj[16];
+    size_t n_inj;
     bool upstream_error;     /* upstream sent an error in this batch */
     char *refused[MAX_REFUSED];
     size_t n_refused;
@@ -351,7 +361,8 @@ static void sess_free(sess_t *s)
     al_buf_free(&s->startup);
     al_buf_free(&s->hold_to_client);
     al_buf_free(&s->pending_in);
-    al_buf_free(&s->inject);
+    for (size_t i = 0; i < s->n_inj; i++)
+        free(s->inj[i].bytes);
     al_buf_free(&s->held_msg);
     al_buf_free(&s->tls_scratch);
     al_buf_free(&s->plain);
@@ -713,27 +724,45 @@ static int audit_decision(sess_t *s, al_str_t action, const decision_t *d, bool 
  * now when nothing is outstanding upstream, else just before the next
  * ReadyForQuery. simple: the refused message was a Query (answer it with
  * ReadyForQuery too). */
+static bool in_flight(const sess_t *s)
+{
+    return s->rfq_expected != s->rfq_seen || s->since_sync;
+}
+
 static void refuse(sess_t *s, const char *sqlstate, const char *msg, bool simple)
 {
     al_buf_t e;
     al_buf_init(&e);
     al_pg_build_error(&e, "ERROR", sqlstate, msg, NULL, NULL);
-    if (!s->outstanding) {
+    if (!in_flight(s)) {
         send_buf(s, true, &e);
         if (simple) {
             al_pg_build_ready(&e, s->txn ? s->txn : 'I');
             send_buf(s, true, &e);
         }
-    } else if (simple) {
+        al_buf_free(&e);
+        return;
+    }
+    if (s->n_inj == AL_ARRAY_LEN(s->inj)) {
+        al_buf_free(&e);
+        fatal(s, "54000", "airlock: too many refused statements in flight", NULL);
+        return;
+    }
+    struct inject *in = &s->inj[s->n_inj++];
+    in->bytes = al_xmalloc(e.len);
+    memcpy(in->bytes, e.p, e.len);
+    in->len = e.len;
+    if (simple) {
         /* Keep order: an empty query upstream answers EmptyQueryResponse
          * (dropped) and ReadyForQuery, before which the error goes. */
-        al_buf_append(&s->inject, e.p, e.len);
-        s->drop_empty++;
+        al_buf_reset(&e);
         al_pg_build_query(&e, "");
         send_buf(s, false, &e);
-        s->outstanding++;
+        in->idx = ++s->rfq_expected;
+        in->placeholder = true;
     } else {
-        al_buf_append(&s->inject, e.p, e.len);
+        in->idx = s->rfq_expected + 1; /* the batch's Sync is still to come */
+        in->placeholder = false;
     }
     al_buf_free(&e);
 }
@@ -775,7 +804,14 @@ static bool is_refused(sess_t *s, al_str_t name)
 static void forward(sess_t *s, const al_pg_msg_t *m)
 {
     send_bytes(s, false, m->raw, m->raw_len);
-    s->outstanding++;
+    if (m->type == 'Q' || m->type == 'F') {
+        s->rfq_expected++;
+    } else if (m->type == 'S') {
+        s->rfq_expected++;
+        s->since_sync = 0;
+    } else if (strchr("PBEDCH", m->type)) {
+        s->since_sync++; /* extended-query messages answered at the next Sync */
+    }
 }
 
 /* Strict record done: forward the held message, or refuse it. */
@@ -794,8 +830,9 @@ static void held_committed(sess_t *s, int rc, const char *err)
         refuse(s, "58030", msg, simple);
     } else {
         bool simple = s->held_msg.p[0] == 'Q';
-        send_bytes(s, false, s->held_msg.p, s->held_msg.len);
-        s->outstanding++;
+        al_pg_msg_t hm = {.type = (uint8_t)s->held_msg.p[0],
+                          .raw = (const uint8_t *)s->held_msg.p, .raw_len = s->held_msg.len};
+        forward(s, &hm);
         inflight_push(s, s->held_id, !simple);
     }
     al_buf_reset(&s->held_msg);
@@ -903,7 +940,6 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
     }
     case 'S': /* Sync ends a refused batch */
         s->skipping = false;
-        s->upstream_error = false;
         forward(s, m);
         return true;
     case 'X':
@@ -1209,14 +1245,16 @@ static void server_msg(sess_t *s, const al_pg_msg_t *m)
         char status = 'I';
         al_pg_parse_ready(m->body, m->body_len, &status);
         s->txn = status;
-        if (s->inject.len) {
-            if (!s->upstream_error)
-                send_bytes(s, true, s->inject.p, s->inject.len);
-            al_buf_reset(&s->inject);
+        s->rfq_seen++;
+        while (s->n_inj && s->inj[0].idx <= s->rfq_seen) {
+            /* A batch where the upstream already failed needs no second error. */
+            if (s->inj[0].idx == s->rfq_seen && (s->inj[0].placeholder || !s->upstream_error))
+                send_bytes(s, true, s->inj[0].bytes, s->inj[0].len);
+            free(s->inj[0].bytes);
+            memmove(s->inj, s->inj + 1, --s->n_inj * sizeof *s->inj);
         }
         while (s->fl_n)
             inflight_pop(s);
-        s->outstanding = 0;
         s->upstream_error = false;
         if (s->pw->draining && status == 'I' && !s->pending_in.len) {
             send_bytes(s, true, m->raw, m->raw_len);
@@ -1226,10 +1264,8 @@ static void server_msg(sess_t *s, const al_pg_msg_t *m)
         break;
     }
     case 'I':
-        if (s->drop_empty) { /* our placeholder for a refused Query */
-            s->drop_empty--;
-            return;
-        }
+        if (s->n_inj && s->inj[0].placeholder && s->inj[0].idx == s->rfq_seen + 1)
+            return; /* our placeholder for a refused Query */
         if (f && f->execute)
             inflight_pop(s);
         break;
@@ -1371,6 +1407,7 @@ static void server_auth_msg(sess_t *s, const al_pg_msg_t *m)
         upstream_ready(s);
         s->st = S_READY;
         al_pg_framer_set_authenticated(&s->cf);
+        s->rfq_expected++; /* the start-up ReadyForQuery */
         server_msg(s, m);
         resume_client(s);
         return;
@@ -1980,7 +2017,6 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->startup);
     al_buf_init(&s->hold_to_client);
     al_buf_init(&s->pending_in);
-    al_buf_init(&s->inject);
     al_buf_init(&s->held_msg);
     al_buf_init(&s->tls_scratch);
     al_buf_init(&s->plain);
@@ -2199,7 +2235,7 @@ void al_pg_worker_drain(al_worker_t *w, bool force)
     for (sess_t *s = pw->sessions, *n; s; s = n) {
         n = s->next;
         /* Idle between transactions, or forced: close now. */
-        if (force || (s->st == S_READY && !s->outstanding && s->txn == 'I' && !s->audit_wait))
+        if (force || (s->st == S_READY && !in_flight(s) && s->txn == 'I' && !s->audit_wait))
             sess_close(s);
         else if (s->st != S_READY)
             sess_close(s);
