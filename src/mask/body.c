@@ -83,6 +83,15 @@ static int hex4(const uint8_t *p, size_t avail)
     return v;
 }
 
+/* Bytes that end a run of plain string content: '"', '\\', controls. */
+static const bool str_special[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, [0x09] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1,
+    [0x0e] = 1, [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1,
+    [0x15] = 1, [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1,
+    [0x1c] = 1, [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, ['"'] = 1,  ['\\'] = 1,
+};
+
 typedef enum jtok {
     JT_END = 0,
     JT_STRING,
@@ -105,19 +114,27 @@ static jtok_t json_next(const uint8_t *p, size_t len, size_t *i, size_t *s, size
         case '"': {
             size_t j = *i + 1;
             bool b = false;
-            while (j < len && p[j] != '"') {
-                if (p[j] == '\\') {
-                    b = true;
-                    if (j + 1 >= len || !strchr("\"\\/bfnrtu", p[j + 1]) || !p[j + 1])
-                        return JT_BAD;
-                    if (p[j + 1] == 'u' && hex4(p + j + 2, len - j - 2) < 0)
-                        return JT_BAD;
-                    j += 2;
-                    continue;
-                }
+            for (;;) {
+                while (j < len && !str_special[p[j]])
+                    j++;
+                if (j >= len || p[j] == '"')
+                    break;
                 if (p[j] < 0x20)
                     return JT_BAD;
-                j++;
+                b = true; /* a backslash */
+                if (j + 1 >= len)
+                    return JT_BAD;
+                switch (p[j + 1]) {
+                case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                    break;
+                case 'u':
+                    if (hex4(p + j + 2, len - j - 2) < 0)
+                        return JT_BAD;
+                    break;
+                default:
+                    return JT_BAD;
+                }
+                j += 2;
             }
             if (j >= len)
                 return JT_BAD;
@@ -190,9 +207,18 @@ static bool json_decode(const uint8_t *p, size_t s, size_t e, al_buf_t *dec, al_
         uint8_t o[4];
         size_t on = 0, from = i;
         if (p[i] != '\\') {
-            o[0] = p[i++];
-            on = 1;
-        } else {
+            size_t r = i;
+            while (r < e && p[r] != '\\')
+                r++;
+            if (dec && al_buf_append(dec, p + i, r - i) != AL_OK)
+                return false;
+            for (; map && i < r; i++)
+                if (al_buf_append(map, &i, sizeof i) != AL_OK)
+                    return false;
+            i = r;
+            continue;
+        }
+        {
             if (i + 1 >= e)
                 return false;
             uint8_t c = p[i + 1];
@@ -265,36 +291,6 @@ typedef struct jseg {
     size_t raw_s, raw_e; /* its raw (escaped) content in the body */
 } jseg_t;
 
-/* The document a JSON body is scanned as: the body with every escaped
- * string's content decoded in place, so a value written with escapes
- * (bob\u0040example.com, a PEM with \n, JSON inside a JSON string) is
- * seen as the client will see it, with its key still in front of it.
- * segs gets one jseg_t per escaped string. */
-static al_mask_rc_t json_document(const uint8_t *p, size_t len, al_buf_t *doc, al_buf_t *segs)
-{
-    al_buf_reset(doc);
-    al_buf_reset(segs);
-    size_t i = 0, done = 0, ts, te;
-    bool esc;
-    jtok_t k;
-    while ((k = json_next(p, len, &i, &ts, &te, &esc)) != JT_END) {
-        if (k != JT_STRING || !esc)
-            continue;
-        if (al_buf_append(doc, p + done, ts - done) != AL_OK)
-            return AL_MASK_E_NOMEM;
-        jseg_t g = {doc->len, 0, ts, te};
-        if (!json_decode(p, ts, te, doc, NULL))
-            return AL_MASK_E_NOMEM; /* escapes were checked by json_next */
-        g.doc_e = doc->len;
-        if (al_buf_append(segs, &g, sizeof g) != AL_OK)
-            return AL_MASK_E_NOMEM;
-        done = te;
-    }
-    if (al_buf_append(doc, p + done, len - done) != AL_OK)
-        return AL_MASK_E_NOMEM;
-    return AL_MASK_OK;
-}
-
 /* Writes the pieces falling in the document range [ds, de) of one token
  * over the raw bytes. Unescaped tokens map by a shift (raw = doc + shift);
  * an escaped string maps through m (raw offset per decoded byte), with
@@ -352,18 +348,39 @@ static al_mask_rc_t json_apply(const al_mask_engine_t *e, lazy_t *z, const al_ma
     return AL_MASK_OK;
 }
 
+/* The document a JSON body is scanned as: the body itself, or, when it
+ * holds escaped strings, the body with each escaped string's content
+ * decoded in place, so a value written with escapes (bob\u0040example.com,
+ * a PEM with \n, JSON inside a JSON string) is seen as the client will
+ * see it, with its key still in front of it. One pass checks the body is
+ * JSON-shaped and builds the document; segs gets a jseg_t per escaped
+ * string. */
 static al_mask_rc_t mask_json(const al_mask_engine_t *e, al_mask_scratch_t *s, const uint8_t *p,
                               size_t len, al_buf_t *out, al_mask_stats_t *stats, bool *not_json)
 {
-    size_t i = 0, ts, te;
+    size_t i = 0, ts, te, done = 0;
     bool esc, any_esc = false;
     jtok_t k;
+    al_buf_t *docb = &s->doc, *segb = &s->segs;
+    al_buf_reset(docb);
+    al_buf_reset(segb);
     while ((k = json_next(p, len, &i, &ts, &te, &esc)) != JT_END) {
         if (k == JT_BAD) {
             *not_json = true;
             return AL_MASK_OK;
         }
-        any_esc |= k == JT_STRING && esc;
+        if (k != JT_STRING || !esc)
+            continue;
+        any_esc = true;
+        if (al_buf_append(docb, p + done, ts - done) != AL_OK)
+            return AL_MASK_E_NOMEM;
+        jseg_t g = {docb->len, 0, ts, te};
+        if (!json_decode(p, ts, te, docb, NULL))
+            return AL_MASK_E_NOMEM; /* escapes were checked by json_next */
+        g.doc_e = docb->len;
+        if (al_buf_append(segb, &g, sizeof g) != AL_OK)
+            return AL_MASK_E_NOMEM;
+        done = te;
     }
     if (stats)
         stats->bytes += len;
@@ -371,10 +388,10 @@ static al_mask_rc_t mask_json(const al_mask_engine_t *e, al_mask_scratch_t *s, c
     size_t doc_len = len;
     al_mask_rc_t rc;
     if (any_esc) {
-        if ((rc = json_document(p, len, &s->tmp, &s->tmp2)) < 0)
-            return rc;
-        doc = (const uint8_t *)s->tmp.p;
-        doc_len = s->tmp.len;
+        if (al_buf_append(docb, p + done, len - done) != AL_OK)
+            return AL_MASK_E_NOMEM;
+        doc = (const uint8_t *)docb->p;
+        doc_len = docb->len;
     }
     rc = al__mask_scan(e, s, doc, doc_len, &s->hits, stats);
     if (rc < 0 || s->hits.n == 0)
@@ -382,13 +399,12 @@ static al_mask_rc_t mask_json(const al_mask_engine_t *e, al_mask_scratch_t *s, c
     size_t cov = 0;
     al__mask_resolve(&s->hits, 0, SIZE_MAX, &cov);
     const al_mask_match_t *pc = s->hits.v;
-    const jseg_t *segs = any_esc ? (const jseg_t *)(const void *)s->tmp2.p : NULL;
-    size_t np = s->hits.n, kk = 0, ns = any_esc ? s->tmp2.len / sizeof(jseg_t) : 0, si = 0;
+    const jseg_t *segs = any_esc ? (const jseg_t *)(const void *)s->segs.p : NULL;
+    size_t np = s->hits.n, kk = 0, ns = any_esc ? s->segs.len / sizeof(jseg_t) : 0, si = 0;
     /* raw - doc for the bytes after the escaped strings seen so far */
     size_t shift_raw = 0, shift_doc = 0;
     lazy_t z = {p, 0, false, out};
-    al_buf_t val;
-    al_buf_init(&val);
+    al_buf_t *val = &s->val;
     i = 0;
     while (rc >= 0 && kk < np && (k = json_next(p, len, &i, &ts, &te, &esc)) != JT_END) {
         jtoken_t t = {ts - shift_raw + shift_doc, te - shift_raw + shift_doc, ts, te, NULL, doc};
@@ -406,15 +422,15 @@ static al_mask_rc_t mask_json(const al_mask_engine_t *e, al_mask_scratch_t *s, c
                 kk++;
             if (kk >= np || pc[kk].start >= t.de)
                 continue;
-            al_buf_t *map = &s->tmp3;
+            al_buf_t *map = &s->map;
             al_buf_reset(map);
             if (!json_decode(p, ts, te, NULL, map))
                 rc = AL_MASK_E_NOMEM;
             t.m = (const size_t *)(const void *)map->p;
             if (rc >= 0)
-                rc = json_apply(e, &z, pc, np, &kk, &t, &val, stats);
+                rc = json_apply(e, &z, pc, np, &kk, &t, val, stats);
         } else if (k == JT_STRING) {
-            rc = json_apply(e, &z, pc, np, &kk, &t, &val, stats);
+            rc = json_apply(e, &z, pc, np, &kk, &t, val, stats);
         } else {
             while (kk < np && pc[kk].end <= t.ds)
                 kk++;
@@ -424,13 +440,12 @@ static al_mask_rc_t mask_json(const al_mask_engine_t *e, al_mask_scratch_t *s, c
                 if (!lazy_to(&z, ts) || al_buf_append(out, "\"", 1) != AL_OK)
                     rc = AL_MASK_E_NOMEM;
                 else
-                    rc = json_apply(e, &z, pc, np, &kk, &t, &val, stats);
+                    rc = json_apply(e, &z, pc, np, &kk, &t, val, stats);
                 if (rc >= 0 && (!lazy_to(&z, te) || al_buf_append(out, "\"", 1) != AL_OK))
                     rc = AL_MASK_E_NOMEM;
             }
         }
     }
-    al_buf_free(&val);
     if (rc < 0)
         return rc;
     if (!z.started)
@@ -499,7 +514,7 @@ static al_mask_rc_t mask_form(const al_mask_engine_t *e, al_mask_scratch_t *s, c
 {
     /* The decoded document: name=value& ... so a value keeps its name as
      * context. */
-    al_buf_t *doc = &s->tmp;
+    al_buf_t *doc = &s->doc;
     al_buf_reset(doc);
     for (size_t i = 0; i <= len;) {
         size_t ne, vs, ve;
@@ -523,8 +538,7 @@ static al_mask_rc_t mask_form(const al_mask_engine_t *e, al_mask_scratch_t *s, c
     const al_mask_match_t *pc = s->hits2.v;
     size_t np = s->hits2.n, k = 0, dpos = 0;
     lazy_t z = {p, 0, false, out};
-    al_buf_t val;
-    al_buf_init(&val);
+    al_buf_t *val = &s->val;
     for (size_t i = 0; i <= len && rc >= 0;) {
         size_t ne, vs, ve;
         form_pair(p, len, i, &ne, &vs, &ve);
@@ -537,14 +551,14 @@ static al_mask_rc_t mask_form(const al_mask_engine_t *e, al_mask_scratch_t *s, c
         if (k >= np || pc[k].start >= dve)
             continue;
         /* Rebuild the decoded value with its pieces masked, re-encode it. */
-        al_buf_reset(&val);
+        al_buf_reset(val);
         size_t pos = dvs;
         for (; k < np && pc[k].start < dve && rc >= 0; k++) {
             size_t a = AL_MAX(pc[k].start, dvs), b = AL_MIN(pc[k].end, dve);
-            if (al_buf_append(&val, d + pos, a - pos) != AL_OK)
+            if (al_buf_append(val, d + pos, a - pos) != AL_OK)
                 rc = AL_MASK_E_NOMEM;
             else
-                rc = al__mask_apply_style(e, e->rules[pc[k].rule].style, d + a, b - a, &val);
+                rc = al__mask_apply_style(e, e->rules[pc[k].rule].style, d + a, b - a, val);
             al__mask_count(stats, &pc[k], 1);
             pos = b;
             if (pc[k].end > dve)
@@ -552,12 +566,11 @@ static al_mask_rc_t mask_form(const al_mask_engine_t *e, al_mask_scratch_t *s, c
         }
         if (rc < 0)
             break;
-        if (al_buf_append(&val, d + pos, dve - pos) != AL_OK || !lazy_to(&z, vs) ||
-            !form_encode(out, (const uint8_t *)val.p, val.len))
+        if (al_buf_append(val, d + pos, dve - pos) != AL_OK || !lazy_to(&z, vs) ||
+            !form_encode(out, (const uint8_t *)val->p, val->len))
             rc = AL_MASK_E_NOMEM;
         z.done = ve;
     }
-    al_buf_free(&val);
     if (rc < 0)
         return rc;
     if (!z.started)

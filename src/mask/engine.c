@@ -526,9 +526,10 @@ void al_mask_scratch_free(al_mask_scratch_t **ps)
     al_free(&s->skip);
     al_free(&s->hits.v);
     al_free(&s->hits2.v);
-    al_buf_free(&s->tmp);
-    al_buf_free(&s->tmp2);
-    al_buf_free(&s->tmp3);
+    al_buf_free(&s->doc);
+    al_buf_free(&s->segs);
+    al_buf_free(&s->map);
+    al_buf_free(&s->val);
     al_free(ps);
 }
 

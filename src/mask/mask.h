@@ -128,7 +128,7 @@ const char *al_mask_strerror(al_mask_rc_t rc);
 /* Bytes before a value that a decision may depend on (a key name, a
  * boundary), and bytes after it. */
 #define AL_MASK_CONTEXT 256u
-#define AL_MASK_LOOKAHEAD 32u
+#define AL_MASK_LOOKAHEAD 64u
 /* The longest value reported for a given max_value_len: half of it, less
  * the lookahead (a stream must see a value and its lookahead whole while
  * holding back at most max_value_len bytes; the other half is what it can

@@ -148,9 +148,10 @@ struct al_mask_scratch {
     size_t skip_cap;
     al__mask_hits_t hits;  /* main scan, then its resolved pieces */
     al__mask_hits_t hits2; /* sub-scans of decoded JSON strings / form bodies */
-    al_buf_t tmp;          /* decode buffers of the body helper */
-    al_buf_t tmp2;
-    al_buf_t tmp3;
+    al_buf_t doc;  /* body helper: the decoded document */
+    al_buf_t segs; /* its escaped strings (JSON) */
+    al_buf_t map;  /* decoded byte -> raw offset, for one string */
+    al_buf_t val;  /* one styled value */
     bool busy;
 };
 

@@ -97,6 +97,49 @@ static int cmp_match(const void *a, const void *b)
     return 0;
 }
 
+/* In place, no allocation (glibc's qsort may allocate a merge buffer):
+ * insertion sort for the few values of a field, heapsort beyond. */
+static void sift_down(al_mask_match_t *v, size_t root, size_t n)
+{
+    for (;;) {
+        size_t c = 2 * root + 1;
+        if (c >= n)
+            return;
+        if (c + 1 < n && cmp_match(&v[c], &v[c + 1]) < 0)
+            c++;
+        if (cmp_match(&v[root], &v[c]) >= 0)
+            return;
+        al_mask_match_t t = v[root];
+        v[root] = v[c];
+        v[c] = t;
+        root = c;
+    }
+}
+
+static void sort_matches(al_mask_match_t *v, size_t n)
+{
+    if (n <= 16) {
+        for (size_t i = 1; i < n; i++) {
+            al_mask_match_t t = v[i];
+            size_t j = i;
+            while (j > 0 && cmp_match(&v[j - 1], &t) > 0) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = t;
+        }
+        return;
+    }
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(v, i, n);
+    for (size_t end = n - 1; end > 0; end--) {
+        al_mask_match_t t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        sift_down(v, 0, end);
+    }
+}
+
 void al__mask_resolve(al__mask_hits_t *hv, size_t lo, size_t hi, size_t *covered)
 {
     size_t w = 0;
@@ -104,8 +147,7 @@ void al__mask_resolve(al__mask_hits_t *hv, size_t lo, size_t hi, size_t *covered
         if (hv->v[i].start >= lo && hv->v[i].start < hi)
             hv->v[w++] = hv->v[i];
     hv->n = w;
-    if (w > 1)
-        qsort(hv->v, w, sizeof *hv->v, cmp_match);
+    sort_matches(hv->v, w);
     size_t cov = *covered;
     w = 0;
     for (size_t i = 0; i < hv->n; i++) {

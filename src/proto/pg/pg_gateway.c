@@ -222,6 +222,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void verify_token(sess_t *s);
+static void sess_free(sess_t *s);
 static void record_result(sess_t *s, inflight_t *f);
 static void upstream_tls_start(sess_t *s);
 static void upstream_startup(sess_t *s);
@@ -1346,6 +1347,56 @@ static void upstream_ready(sess_t *s)
     al_buf_free(&b);
 }
 
+/* SCRAM's server-first step runs PBKDF2 (4096 iterations and up, RFC 7677
+ * §4): milliseconds of CPU that must not stall the worker loop, so it runs
+ * on libuv's thread pool. The session waits (the upstream sends nothing
+ * until answered) and stays alive through s->handles. */
+typedef struct auth_work {
+    uv_work_t w;
+    sess_t *s;
+    al_pg_authreq_t req;
+    char *data;
+    al_buf_t out;
+    al_pg_auth_rc_t rc;
+} auth_work_t;
+
+static void auth_step_done(sess_t *s, al_pg_auth_rc_t rc, al_buf_t *out);
+
+static void auth_work_run(uv_work_t *w)
+{
+    auth_work_t *aw = w->data;
+    aw->rc = al_pg_auth_step(&aw->s->auth, &aw->req, &aw->out);
+}
+
+static void auth_work_after(uv_work_t *w, int status)
+{
+    auth_work_t *aw = w->data;
+    sess_t *s = aw->s;
+    AL_UNUSED(status);
+    if (s->st != S_CLOSING)
+        auth_step_done(s, aw->rc, &aw->out);
+    al_buf_free(&aw->out);
+    free(aw->data);
+    free(aw);
+    if (--s->handles == 0 && s->st == S_CLOSING)
+        sess_free(s); /* the session closed while the step ran */
+}
+
+static void auth_step_done(sess_t *s, al_pg_auth_rc_t rc, al_buf_t *out)
+{
+    if (rc == AL_PG_AUTH_SEND)
+        send_buf(s, false, out);
+    if (rc < 0) {
+        al_log(AL_LOG_ERROR, "upstream authentication failed", "target", s->target->name,
+               "error", al_pg_auth_rc_str(rc), NULL);
+        fatal(s, "08006", "airlock: cannot authenticate to the upstream database",
+              "see the gateway log; the agent's credentials were fine");
+        return;
+    }
+    if (rc == AL_PG_AUTH_DONE)
+        al_pg_framer_set_authenticated(&s->sf);
+}
+
 static void server_auth_msg(sess_t *s, const al_pg_msg_t *m)
 {
     switch (m->type) {
@@ -1356,21 +1407,28 @@ static void server_auth_msg(sess_t *s, const al_pg_msg_t *m)
                   NULL);
             return;
         }
+        if (req.code == AL_PG_AUTHREQ_SASL_CONTINUE) {
+            auth_work_t *aw = al_xcalloc(1, sizeof *aw);
+            aw->s = s;
+            aw->req = req;
+            aw->data = al_xstrndup(req.data.p, req.data.len); /* the view dies with the read */
+            aw->req.data = (al_str_t){aw->data, req.data.len};
+            al_buf_init(&aw->out);
+            aw->w.data = aw;
+            s->handles++;
+            if (uv_queue_work(&s->pw->w->loop, &aw->w, auth_work_run, auth_work_after) != 0) {
+                s->handles--;
+                free(aw->data);
+                free(aw);
+                fatal(s, "08006", "airlock: cannot authenticate to the upstream database", NULL);
+            }
+            return;
+        }
         al_buf_t out;
         al_buf_init(&out);
         al_pg_auth_rc_t rc = al_pg_auth_step(&s->auth, &req, &out);
-        if (rc == AL_PG_AUTH_SEND)
-            send_buf(s, false, &out);
+        auth_step_done(s, rc, &out);
         al_buf_free(&out);
-        if (rc < 0) {
-            al_log(AL_LOG_ERROR, "upstream authentication failed", "target", s->target->name,
-                   "error", al_pg_auth_rc_str(rc), NULL);
-            fatal(s, "08006", "airlock: cannot authenticate to the upstream database",
-                  "see the gateway log; the agent's credentials were fine");
-            return;
-        }
-        if (rc == AL_PG_AUTH_DONE)
-            al_pg_framer_set_authenticated(&s->sf);
         return;
     }
     case 'E': {

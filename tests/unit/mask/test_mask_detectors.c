@@ -145,7 +145,7 @@ static void test_email(void **state)
     no_value("bob@example.com#", AL_MASK_DET_EMAIL);
     char longlocal[128];
     memset(longlocal, 'a', 65);
-    strcpy(longlocal + 65, "@example.com");
+    memcpy(longlocal + 65, "@example.com", sizeof "@example.com");
     no_value(longlocal, AL_MASK_DET_EMAIL); /* local part over 64 bytes */
 }
 
@@ -446,6 +446,30 @@ static void test_validators(void **state)
     assert_true(al__mask_aws_secret_whole((const uint8_t *)"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", 40));
 }
 
+/* The IBAN prefilter lists exactly the countries validate.c has lengths
+ * for: a country missing from either would never be found. */
+static void test_iban_countries(void **state)
+{
+    AL_UNUSED(state);
+    const char *re = NULL;
+    for (size_t k = 0; k < al__mask_n_patterns; k++)
+        if (al__mask_patterns[k].det == AL_MASK_DET_IBAN)
+            re = al__mask_patterns[k].re;
+    assert_non_null(re);
+    assert_int_equal(strncmp(re, "(?:", 3), 0);
+    for (char a = 'A'; a <= 'Z'; a++) {
+        for (char b = 'A'; b <= 'Z'; b++) {
+            const uint8_t cc[2] = {(uint8_t)a, (uint8_t)b};
+            bool listed = false;
+            for (const char *q = re + 3; *q && *q != ')'; q += 3)
+                listed |= q[0] == a && q[1] == b;
+            if (listed != (al__mask_iban_country_len(cc) != 0))
+                fail_msg("IBAN country %c%c: in prefilter %d, registered %d", a, b, listed,
+                         al__mask_iban_country_len(cc) != 0);
+        }
+    }
+}
+
 static void test_column_kind(void **state)
 {
     AL_UNUSED(state);
@@ -483,7 +507,7 @@ int main(void)
         cmocka_unit_test(test_aws),           cmocka_unit_test(test_private_key),
         cmocka_unit_test(test_api_key),       cmocka_unit_test(test_custom),
         cmocka_unit_test(test_plain_text),    cmocka_unit_test(test_validators),
-        cmocka_unit_test(test_column_kind),
+        cmocka_unit_test(test_iban_countries), cmocka_unit_test(test_column_kind),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
