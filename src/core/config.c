@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
+#include <string.h>
 #include <strings.h>
 
 #include "core/config_int.h"
@@ -763,9 +765,204 @@ static const cfg_enum_t sslmodes[] = {
 _Static_assert(sizeof(al_tls_mode_t) == sizeof(int), "CT_ENUM stores an int");
 _Static_assert(sizeof(al_sslmode_t) == sizeof(int), "CT_ENUM stores an int");
 
+/* ---- HTTP upstreams ---------------------------------------------------------------- */
+
+static bool url_host_ok(const char *h, size_t n, bool bracketed)
+{
+    if (!n || n > 253)
+        return false;
+    const char *ok = bracketed ? "0123456789abcdefABCDEF:." :
+                     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-";
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(ok, h[i]))
+            return false;
+    if (bracketed)
+        return memchr(h, ':', n) != NULL;
+    return h[0] != '-' && h[0] != '.' && h[n - 1] != '-' && h[n - 1] != '.' &&
+           !strstr(h, "..");
+}
+
+const char *al_config_http_url(const char *url, al_http_url_t *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t skip;
+    if (!strncasecmp(url, "https://", 8)) {
+        out->https = true;
+        skip = 8;
+    } else if (!strncasecmp(url, "http://", 7)) {
+        skip = 7;
+    } else {
+        return "must start with http:// or https://, e.g. http://127.0.0.1:8080";
+    }
+    for (const char *c = url; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f)
+            return "must not contain spaces or control characters; percent-encode them";
+    const char *a = url + skip;
+    size_t alen = strcspn(a, "/?#");
+    if (strpbrk(a, "?#"))
+        return "must not have a query or fragment; give the base URL only";
+    if (memchr(a, '@', alen))
+        return "must not carry credentials (user@host); put them in upstream.headers";
+    const char *h = a, *rest;
+    size_t hlen;
+    if (alen && a[0] == '[') {
+        const char *rb = memchr(a, ']', alen);
+        if (!rb || !url_host_ok(a + 1, (size_t)(rb - a - 1), true))
+            return "has an invalid IPv6 host; write http://[::1]:8080";
+        h = a + 1;
+        hlen = (size_t)(rb - a - 1);
+        rest = rb + 1;
+    } else {
+        const char *colon = memchr(a, ':', alen);
+        hlen = colon ? (size_t)(colon - a) : alen;
+        if (!hlen)
+            return "has no host; write http://host[:port]";
+        if (!url_host_ok(a, hlen, false))
+            return "has an invalid host; use a DNS name, an IPv4 address or an [IPv6] address";
+        rest = a + hlen;
+    }
+    out->host = (al_str_t){h, hlen};
+    out->port = out->https ? 443 : 80;
+    if (rest < a + alen) {
+        if (*rest != ':')
+            return "has junk after the host; write http://host[:port][/path]";
+        rest++;
+        size_t pl = (size_t)(a + alen - rest);
+        if (!pl || pl > 5 || strspn(rest, "0123456789") < pl)
+            return "has an invalid port; use a number from 1 to 65535";
+        int port = 0;
+        for (size_t i = 0; i < pl; i++)
+            port = port * 10 + (rest[i] - '0');
+        if (port < 1 || port > 65535)
+            return "has an invalid port; use a number from 1 to 65535";
+        out->port = port;
+    }
+    /* RFC 3986 §3.3: path-abempty = *( "/" segment ), segment = *pchar. */
+    const char *path = a + alen;
+    size_t plen = strlen(path);
+    static const char pchar[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789-._~!$&'()*+,;=:@/%";
+    if (strspn(path, pchar) != plen)
+        return "has a character not allowed in a URL path; percent-encode it";
+    for (size_t i = 0; i < plen; i++)
+        if (path[i] == '%' && !(isxdigit((unsigned char)path[i + 1]) &&
+                                isxdigit((unsigned char)path[i + 2])))
+            return "has a '%' not followed by two hex digits";
+    for (const char *seg = path; *seg == '/'; ) {
+        size_t sl = strcspn(seg + 1, "/");
+        if ((sl == 1 && seg[1] == '.') || (sl == 2 && seg[1] == '.' && seg[2] == '.'))
+            return "must not contain '.' or '..' path segments";
+        seg += 1 + sl;
+    }
+    while (plen && path[plen - 1] == '/')
+        plen--;
+    out->base = (al_str_t){path, plen};
+    return NULL;
+}
+
+static const char *check_http_url(const char *s)
+{
+    al_http_url_t u;
+    return al_config_http_url(s, &u);
+}
+
+#define H(m) .off = offsetof(al_http_header_conf_t, m)
+static const cfg_key_t header_val_keys[] = {
+    {"env", CT_STR, H(env)},
+    {"file", CT_PATH, H(file)},
+};
+static void header_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                         void *obj)
+{
+    AL_UNUSED(obj);
+    const cfg_seen_t *f = seen_get(s, seen, "file");
+    if (seen_get(s, seen, "env") && f)
+        al__cfg_error_at(c->d, f->key, "%s: env and file are mutually exclusive; keep one",
+                         c->path);
+}
+static const cfg_schema_t header_val_schema = {header_val_keys, AL_ARRAY_LEN(header_val_keys),
+                                               sizeof(al_http_header_conf_t), -1,
+                                               header_check};
+/* Frees what parse_headers filled (the name is not a key of the value map). */
+static const cfg_key_t header_all_keys[] = {
+    {"env", CT_STR, H(env)},
+    {"file", CT_PATH, H(file)},
+    {"name", CT_STR, H(name)},
+};
+#undef H
+static const cfg_schema_t header_free_schema = {header_all_keys, AL_ARRAY_LEN(header_all_keys),
+                                                sizeof(al_http_header_conf_t), -1, NULL};
+
+/* Fields airlock frames or sets itself (RFC 9110 §7.6.1 hop-by-hop, RFC
+ * 9112 §6 framing, RFC 7239): a configured value would fight them. */
+static const char *const header_reserved[] = {
+    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "forwarded", "x-request-id", "expect",
+};
+
+static void parse_headers(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    if (v->kind != AL__CFG_MAP) {
+        al__cfg_error_at(c->d, v, "%s must be a mapping of header name to { env: VAR } or "
+                                  "{ file: PATH }, not %s", c->path, kind_name(v));
+        return;
+    }
+    size_t n = v->n / 2;
+    al_http_header_conf_t *arr = al_xcalloc(n ? n : 1, sizeof *arr);
+    *FIELD(obj, k->off, al_http_header_conf_t *) = arr;
+    *FIELD(obj, k->off_n, size_t) = n;
+    for (size_t i = 0; i < n; i++) {
+        const al__cfg_node_t *key = v->kids[2 * i], *val = v->kids[2 * i + 1];
+        al_http_header_conf_t *h = &arr[i];
+        h->line = key->line;
+        if (key->bad || val->bad)
+            continue;
+        /* RFC 9110 §5.1: field-name = token. */
+        static const char tchar[] = "!#$%&'*+-.^_`|~0123456789"
+                                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        if (key->kind != AL__CFG_SCALAR || !key->len || strlen(key->val) != key->len ||
+            strspn(key->val, tchar) != key->len) {
+            al__cfg_error_at(c->d, key, "%s: '%s' is not a valid header name; use letters, "
+                                        "digits and '-' (e.g. X-Api-Key)", c->path,
+                             key->kind == AL__CFG_SCALAR ? Q(key->val) : "");
+            continue;
+        }
+        bool bad = !strncasecmp(key->val, "proxy-", 6);
+        for (size_t j = 0; j < AL_ARRAY_LEN(header_reserved); j++)
+            bad |= !strcasecmp(key->val, header_reserved[j]);
+        if (bad) {
+            al__cfg_error_at(c->d, key, "%s: airlock sets or frames '%s' itself; it cannot be "
+                                        "configured", c->path, Q(key->val));
+            continue;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (arr[j].name && !strcasecmp(arr[j].name, key->val)) {
+                al__cfg_error_at(c->d, key, "%s: duplicate header '%s' (first at line %d; "
+                                            "names are case-insensitive); keep one",
+                                 c->path, Q(key->val), arr[j].line);
+                bad = true;
+            }
+        if (bad)
+            continue;
+        h->name = al_xstrdup(key->val);
+        size_t mark = path_push(c, key->val, 0, false);
+        if (val->kind != AL__CFG_MAP) {
+            al__cfg_error_at(c->d, val, "%s must be { env: VAR } or { file: PATH }, not %s; "
+                                        "secrets never live in the config", c->path,
+                             kind_name(val));
+        } else {
+            walk_map(c, &header_val_schema, val, h);
+            if (!h->env && !h->file && !al__cfg_map_get(val, "env") &&
+                !al__cfg_map_get(val, "file"))
+                al__cfg_error_at(c->d, val, "%s needs 'env: VAR' or 'file: PATH'", c->path);
+        }
+        path_pop(c, mark);
+    }
+}
+
 #define U(m) .off = offsetof(al_upstream_conf_t, m)
 static const cfg_key_t upstream_keys[] = {
-    {"host", CT_STR, U(host), .hint = "add 'host: <upstream host name or address>'"},
+    {"host", CT_STR, U(host)}, /* required for postgres: target_check */
     {"port", CT_INT, U(port), .lo = 1, .hi = 65535, .def = 5432},
     {"database", CT_STR, U(database)},
     {"user", CT_STR, U(user)},
@@ -774,6 +971,9 @@ static const cfg_key_t upstream_keys[] = {
     {"sslmode", CT_ENUM, U(sslmode), .aux = sslmodes, .def = AL_SSLMODE_DISABLE},
     {"ca_file", CT_PATH, U(ca_file)},
     {"connect_timeout", CT_DURATION, U(connect_timeout), .lo = 0.1, .hi = 300, .def = 10},
+    {"url", CT_STR, U(url), .check = check_http_url},
+    {"headers", CT_LIST, U(headers), .off_n = offsetof(al_upstream_conf_t, n_headers),
+     .aux = &header_free_schema, .parse = parse_headers},
 };
 #undef U
 static void upstream_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
@@ -791,6 +991,57 @@ static void upstream_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t
 static const cfg_schema_t upstream_schema = {upstream_keys, AL_ARRAY_LEN(upstream_keys),
                                              sizeof(al_upstream_conf_t), -1, upstream_check};
 
+/* The key node named key in a mapping node; NULL when absent. */
+static const al__cfg_node_t *map_key(const al__cfg_node_t *map, const char *key)
+{
+    for (size_t i = 0; map && map->kind == AL__CFG_MAP && i + 1 < map->n; i += 2)
+        if (map->kids[i]->kind == AL__CFG_SCALAR && !strcmp(map->kids[i]->val, key))
+            return map->kids[i];
+    return NULL;
+}
+
+/* Upstream keys that belong to one protocol only. */
+static void upstream_proto_check(cfg_ctx_t *c, const al_target_conf_t *t,
+                                 const cfg_seen_t *up)
+{
+    static const char *const pg_only[] = {"host", "port", "database", "user", "password_env",
+                                          "password_file", "sslmode"};
+    static const char *const http_only[] = {"url", "headers"};
+    const al__cfg_node_t *m = up->val;
+    if (m->kind != AL__CFG_MAP)
+        return;
+    const al_upstream_conf_t *u = &t->upstream;
+    if (t->protocol == AL_PROTO_HTTP) {
+        for (size_t i = 0; i < AL_ARRAY_LEN(pg_only); i++) {
+            const al__cfg_node_t *k = map_key(m, pg_only[i]);
+            if (k)
+                al__cfg_error_at(c->d, k, "%s.upstream.%s does not apply to an http target; "
+                                          "give the address as upstream.url (e.g. "
+                                          "http://10.0.0.5:8080) and credentials in "
+                                          "upstream.headers", c->path, pg_only[i]);
+        }
+        if (!map_key(m, "url"))
+            al__cfg_error_at(c->d, m, "missing required key 'url' in %s.upstream; add "
+                                      "'url: http://<host>:<port>' (or https://)", c->path);
+        al_http_url_t hu;
+        const al__cfg_node_t *ca = map_key(m, "ca_file");
+        if (ca && u->url && !al_config_http_url(u->url, &hu) && !hu.https)
+            al__cfg_error_at(c->d, ca, "%s.upstream.ca_file applies to https:// upstream URLs "
+                                       "only; remove it or use https", c->path);
+        return;
+    }
+    for (size_t i = 0; i < AL_ARRAY_LEN(http_only); i++) {
+        const al__cfg_node_t *k = map_key(m, http_only[i]);
+        if (k)
+            al__cfg_error_at(c->d, k, "%s.upstream.%s applies to http targets only; this "
+                                      "target's protocol is %s", c->path, http_only[i],
+                             al_proto_name(t->protocol));
+    }
+    if (!map_key(m, "host"))
+        al__cfg_error_at(c->d, m, "missing required key 'host' in %s.upstream; add 'host: "
+                                  "<upstream host name or address>'", c->path);
+}
+
 static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
                          void *obj)
 {
@@ -798,14 +1049,25 @@ static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *
     const cfg_seen_t *listen = seen_get(s, seen, "listen");
     const cfg_seen_t *up = seen_get(s, seen, "upstream");
     const cfg_seen_t *tls = seen_get(s, seen, "tls");
+    if (up)
+        upstream_proto_check(c, t, up);
     if (listen && !up)
         al__cfg_error_at(c->d, listen->key,
-                         "%s: a target with 'listen' needs 'upstream: { host: ..., port: ... }'",
+                         t->protocol == AL_PROTO_HTTP
+                             ? "%s: a target with 'listen' needs 'upstream: { url: "
+                               "http://host:port }'"
+                             : "%s: a target with 'listen' needs 'upstream: { host: ..., "
+                               "port: ... }'",
                          c->path);
-    if (listen && t->protocol != AL_PROTO_POSTGRES)
+    if (listen && t->protocol != AL_PROTO_POSTGRES && t->protocol != AL_PROTO_HTTP)
         al__cfg_error_at(c->d, listen->key,
-                         "%s: data-path listeners exist so far for protocol postgres only",
+                         "%s: data-path listeners exist so far for protocols postgres and "
+                         "http only",
                          c->path);
+    if (listen && t->protocol == AL_PROTO_HTTP && t->tls == AL_TLS_OPTIONAL)
+        al__cfg_error_at(c->d, tls->val,
+                         "%s: an http listener takes 'tls: required' or 'tls: off', not "
+                         "optional", c->path);
     if (listen && t->tls != AL_TLS_OFF && (!t->tls_cert_file || !t->tls_key_file))
         al__cfg_error_at(c->d, tls ? tls->val : listen->key,
                          "%s: TLS (the default, 'tls: required') needs tls_cert_file and "

@@ -105,9 +105,19 @@ typedef enum al_sslmode {
     AL_SSLMODE_VERIFY_FULL,
 } al_sslmode_t;
 
+/* HTTP: a header airlock sets on every upstream request. Its value is a
+ * secret read from `env` or `file` (exactly one is set) when a client
+ * connection opens; it is never logged. */
+typedef struct al_http_header_conf {
+    char *name;          /* field name (RFC 9110 token) */
+    char *env;           /* environment variable name */
+    char *file;          /* file path (absolute after loading) */
+    int line;
+} al_http_header_conf_t;
+
 /* Where a target's traffic goes, with the credential airlock holds. */
 typedef struct al_upstream_conf {
-    char *host;          /* name or address */
+    char *host;          /* PostgreSQL: name or address (required); HTTP: unset */
     int port;
     char *database;      /* PostgreSQL: default = the client's database */
     char *user;          /* PostgreSQL: the upstream role */
@@ -116,6 +126,9 @@ typedef struct al_upstream_conf {
     al_sslmode_t sslmode;
     char *ca_file;
     double connect_timeout;
+    char *url;           /* HTTP: "http[s]://host[:port][/base]" (al_config_http_url) */
+    al_http_header_conf_t *headers; /* HTTP: injected credential headers */
+    size_t n_headers;
 } al_upstream_conf_t;
 
 /* Something agents reach through airlock. */
@@ -281,6 +294,21 @@ void al_config_errors_free(al_config_errors_t *errs);
 const al_issuer_conf_t *al_config_issuer(const al_config_t *cfg, const char *name);
 const al_agent_conf_t *al_config_agent(const al_config_t *cfg, const char *name);
 const al_target_conf_t *al_config_target(const al_config_t *cfg, const char *name);
+
+/* An HTTP upstream URL split into its parts. Views into the URL string. */
+typedef struct al_http_url {
+    bool https;
+    al_str_t host;       /* without the brackets of an IPv6 literal */
+    int port;            /* explicit, else 80 / 443 */
+    al_str_t base;       /* the path prefix without a trailing '/'; may be empty */
+} al_http_url_t;
+
+/* Splits and checks an upstream.url: "http://" or "https://" (scheme
+ * case-insensitive), host (RFC 1123 name, IPv4 or [IPv6]), optional
+ * ":port" (1-65535), optional path; no userinfo, query or fragment, no
+ * spaces or control bytes. Returns NULL and fills *out, or a static
+ * message saying what is wrong. */
+const char *al_config_http_url(const char *url, al_http_url_t *out);
 
 /* The name of the built-in dev issuer, and its "iss" value is
  * "airlock-dev:<absolute data_dir>". */

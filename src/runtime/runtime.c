@@ -9,6 +9,7 @@
 
 #include "admin/admin.h"
 #include "audit/audit.h"
+#include "proto/http/http_gateway.h"
 #include "proto/pg/pg_gateway.h"
 #include "policy/masking.h"
 #include "policy/policy.h"
@@ -58,8 +59,10 @@ static void worker_on_wake(uv_async_t *a)
         al_snapshot_unref(&w->snap);
         w->snap = snap;
     }
-    if (stop)
+    if (stop) {
         al_pg_worker_drain(w, force);
+        al_http_worker_drain(w, force);
+    }
     /* The wake handle stays open while sessions drain, so a drain timeout
      * can still reach this worker; the gateway closes it at the last one. */
     if (stop && !w->active && !uv_is_closing((uv_handle_t *)&w->wake))
@@ -69,10 +72,11 @@ static void worker_on_wake(uv_async_t *a)
 static void *worker_main(void *arg)
 {
     al_worker_t *w = arg;
-    if (al_pg_worker_start(w) != AL_OK)
+    if (al_pg_worker_start(w) != AL_OK || al_http_worker_start(w) != AL_OK)
         al_log(AL_LOG_ERROR, "a worker could not start its listeners", NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     al_pg_worker_free(w);
+    al_http_worker_free(w);
     al_snapshot_unref(&w->snap);
     al_token_cache_free(&w->token_cache);
     atomic_fetch_add(&g_workers_exited, 1);
@@ -94,7 +98,7 @@ static int workers_start(al_runtime_t *rt)
             return AL_ERR;
         w->wake.data = w;
     }
-    if (al_pg_listen_all(rt) != AL_OK)
+    if (al_pg_listen_all(rt) != AL_OK || al_http_listen_all(rt) != AL_OK)
         return AL_ERR;
     for (int i = 0; i < rt->n_workers; i++)
         if (pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]) != 0)
@@ -138,6 +142,7 @@ static void workers_join(al_runtime_t *rt)
         pthread_mutex_destroy(&w->inbox_lock);
     }
     al_pg_listen_close(rt);
+    al_http_listen_close(rt);
     al_free(&rt->workers);
 }
 

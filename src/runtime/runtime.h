@@ -50,6 +50,12 @@ typedef struct al_worker {
     int **pg_count;                /* per listener: the target's open sessions (atomic, shared) */
     size_t n_pg;
     void *pg;                      /* the PostgreSQL gateway's per-worker state */
+    int *http_fds;                 /* HTTP listeners, as the pg_* members */
+    char **http_targets;
+    void **http_tls, **http_up_tls;
+    int **http_count;
+    size_t n_http;
+    void *http;                    /* the HTTP gateway's per-worker state */
 } al_worker_t;
 
 typedef struct al_runtime {

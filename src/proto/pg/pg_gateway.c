@@ -351,7 +351,8 @@ static void drained(pg_worker_t *pw)
         pthread_mutex_unlock(&pw->lock);
         uv_close((uv_handle_t *)&pw->audit_async, NULL);
     }
-    if (!uv_is_closing((uv_handle_t *)&pw->w->wake))
+    /* The worker's wake handle goes with its last session of any protocol. */
+    if (!pw->w->active && !uv_is_closing((uv_handle_t *)&pw->w->wake))
         uv_close((uv_handle_t *)&pw->w->wake, NULL);
 }
 

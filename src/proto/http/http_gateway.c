@@ -1,0 +1,1872 @@
+/*
+ * http_gateway.c - HTTP/1.1 sessions: agent <-> airlock <-> upstream API.
+ *
+ * Per client connection (one worker loop, no locks on the data path), one
+ * request at a time:
+ *
+ *   HEAD     parse the request head (http_parser.h, strict: anything two
+ *            implementations could frame differently is a 400). Then, in
+ *            order: bearer token (RFC 6750 §2.1, verified through the
+ *            worker's token cache on every request), path normalized once
+ *            (http_path.h), policy on method, normalized path and Host.
+ *   WAIT     allowed: the upstream request head is built; a strict audit
+ *            record commits, and the upstream connection is made, before
+ *            a byte goes out. Client input waits in `cin`.
+ *   BODY     the request body streams to the upstream, re-framed with the
+ *            framing it came with (Content-Length or chunked; trailers
+ *            dropped).
+ *   RESPONSE the response (parsed with the same parser) streams back,
+ *            hop-by-hop fields removed (RFC 9110 §7.6.1), re-framed as
+ *            chunked when the upstream delimits by closing.
+ *   DISCARD  a refused request's body is read and dropped, so the
+ *            connection stays usable.
+ *
+ * One upstream connection per client connection, opened on the first
+ * allowed request and kept while both sides keep it alive.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "net/tls.h"
+#include "policy/policy.h"
+#include "proto/http/http_gateway.h"
+#include "proto/http/http_parser.h"
+#include "proto/http/http_path.h"
+
+#define READ_CHUNK (64 * 1024)
+#define HIGH_WATER (1024 * 1024)   /* pause the producer above this much queued */
+#define MAX_PENDING (256 * 1024)   /* client bytes held while a request is in flight */
+#define MAX_HEADERS 100
+#define MAX_SECRET 8192
+#define MAX_REQ_ID 128
+
+typedef struct http_worker hw_t;
+typedef struct sess sess_t;
+
+typedef struct listener {
+    uv_tcp_t tcp;
+    hw_t *hw;
+    char *target;         /* looked up in the current snapshot per accept */
+    al_tls_ctx_t *tls;    /* server context (NULL for tls: off); shared, read-only */
+    al_tls_ctx_t *up_tls; /* client context for an https upstream */
+    _Atomic int *count;   /* the target's sessions across all workers */
+    bool open;
+} listener_t;
+
+/* A strict audit submission in flight; `s` cleared if the session goes. */
+typedef struct pend {
+    sess_t *s;
+    hw_t *hw;
+    int rc;
+    char err[AL_AUDIT_ERR_SIZE];
+    struct pend *next;
+} pend_t;
+
+struct http_worker {
+    al_worker_t *w;
+    listener_t *ls;
+    size_t n_ls;
+    uv_async_t audit_async;
+    pthread_mutex_t lock;
+    pend_t *done; /* strict audit completions from the writer thread */
+    bool closed;
+    sess_t *sessions;
+    size_t n_sessions;
+    bool draining;
+};
+
+/* One upstream connection; freed in its close callback. */
+typedef struct up {
+    uv_tcp_t tcp;
+    uv_connect_t conn;
+    sess_t *s;
+    al_tls_t *tls;
+    bool connected;
+} up_t;
+
+typedef enum st {
+    S_HEAD = 0,
+    S_WAIT,
+    S_BODY,
+    S_RESPONSE,
+    S_DISCARD,
+    S_CLOSING,
+} st_t;
+
+struct sess {
+    hw_t *hw;
+    al_snapshot_t *snap; /* the snapshot the connection came in under */
+    const al_target_conf_t *target;
+    const listener_t *ls;
+    uv_tcp_t client;
+    uv_timer_t idle;     /* a request head must arrive within auth_timeout */
+    bool idle_inited;
+    int handles;         /* open uv handles (client from accept, upstreams) and the
+                            resolver request; free at 0 */
+    st_t st;
+    char session_id[AL_AUDIT_ID_SIZE];
+    char peer[INET6_ADDRSTRLEN + 2];
+    bool peer_v6;
+    al_tls_t *ctls;
+    al_buf_t cin;        /* client plaintext not yet parsed */
+    al_buf_t uin;        /* upstream plaintext not yet parsed */
+    al_buf_t out;        /* scratch for building what is sent */
+    al_buf_t tls_scratch;
+    al_http_parser_t reqp, resp;
+    al_http_header_t rq_hdrs[MAX_HEADERS], rs_hdrs[MAX_HEADERS];
+    bool client_paused, up_paused;
+    bool flush_close;    /* close once the client's write queue drains */
+    bool drain_close;    /* the worker drains: close after this exchange */
+    /* upstream */
+    up_t *up;
+    al_http_url_t url;
+    char *up_host;       /* NUL-terminated copy of url.host */
+    char **secrets;      /* values of target->upstream.headers, same order */
+    size_t n_secrets;
+    const char *secret_err; /* why the secrets are unavailable; NULL when fine */
+    uv_getaddrinfo_t gai;
+    bool resolving;
+    struct sockaddr_storage up_addr;
+    /* identity of the current request */
+    al_principal_t *principal;
+    uv_async_t kid_wait;       /* RFC 7517 §5: waiting for a JWKS refetch, once */
+    bool kid_waiting, kid_retried;
+    al_jwks_entry_t *kid_entry;
+    al_http_head_t held_head;  /* the head waiting for it (views into cin, which is
+                                  not read into meanwhile) */
+    size_t held_k;
+    /* the current exchange */
+    bool active;         /* a request was allowed and is being proxied */
+    bool req_chunked, req_done, resp_started, resp_chunked, resp_done;
+    bool client_keep, client_http10, close_after, up_keep, expect_continue;
+    bool client_eof;     /* the client half-closed after a complete request */
+    bool strict, audit_wait;
+    uint64_t t0;
+    int64_t bytes_up, bytes_down;
+    int status;
+    char req_id[MAX_REQ_ID + 1];
+    char decision_id[AL_AUDIT_ID_SIZE];
+    char rule[128];
+    const char *reason;  /* static (policy) */
+    al_buf_t action;     /* "METHOD /path?query", query values redacted */
+    al_buf_t uphead;     /* the upstream request head, waiting for audit/connect */
+    char method[32];
+    pend_t *pend;
+    bool counted;
+    sess_t *next, **pprev;
+};
+
+static void sess_close(sess_t *s);
+static void process_client(sess_t *s);
+static void up_feed(sess_t *s);
+static void proceed(sess_t *s);
+static void update_reads(sess_t *s);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+
+/* ---- writes ------------------------------------------------------------------------------ */
+
+typedef struct wreq {
+    uv_write_t req;
+    sess_t *s;
+    up_t *up; /* NULL: to the client */
+    char data[];
+} wreq_t;
+
+static size_t queued(uv_tcp_t *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t); }
+
+static void on_write(uv_write_t *r, int status)
+{
+    wreq_t *w = (wreq_t *)r;
+    sess_t *s = w->s;
+    up_t *up = w->up;
+    free(w);
+    if (s->st == S_CLOSING)
+        return;
+    if (status < 0) {
+        if (!up || up == s->up)
+            sess_close(s);
+        return;
+    }
+    if (!up && s->flush_close && !queued(&s->client)) {
+        sess_close(s);
+        return;
+    }
+    if (up && s->st == S_BODY && s->cin.len) {
+        process_client(s); /* the upstream took what was queued: stream on */
+        return;
+    }
+    update_reads(s);
+}
+
+static void raw_send(sess_t *s, up_t *up, const void *p, size_t n)
+{
+    if (!n || s->st == S_CLOSING || (up && !up->connected))
+        return;
+    uv_stream_t *dst = up ? (uv_stream_t *)&up->tcp : (uv_stream_t *)&s->client;
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int tw = uv_stream_get_write_queue_size(dst) ? UV_EAGAIN : uv_try_write(dst, &b, 1);
+    size_t done = tw > 0 ? (size_t)tw : 0;
+    if (tw < 0 && tw != UV_EAGAIN) {
+        sess_close(s);
+        return;
+    }
+    if (done == n)
+        return;
+    wreq_t *w = malloc(sizeof *w + (n - done));
+    if (!w) {
+        sess_close(s);
+        return;
+    }
+    w->s = s;
+    w->up = up;
+    memcpy(w->data, (const char *)p + done, n - done);
+    b = uv_buf_init(w->data, (unsigned)(n - done));
+    if (uv_write(&w->req, dst, &b, 1, on_write) != 0) {
+        free(w);
+        sess_close(s);
+    }
+}
+
+static void tls_flush(sess_t *s, up_t *up)
+{
+    al_tls_t *t = up ? up->tls : s->ctls;
+    al_buf_t *o = &s->tls_scratch;
+    al_buf_reset(o);
+    if (t && al_tls_pending_out(t, o) == AL_OK && o->len)
+        raw_send(s, up, o->p, o->len);
+    al_buf_reset(o);
+}
+
+static void send_to(sess_t *s, up_t *up, const void *p, size_t n)
+{
+    al_tls_t *t = up ? up->tls : s->ctls;
+    if (!t) {
+        raw_send(s, up, p, n);
+        return;
+    }
+    if (!n || s->st == S_CLOSING)
+        return;
+    if (al_tls_write(t, p, n) != AL_OK) {
+        al_log(AL_LOG_WARN, "TLS write failed", "session", s->session_id, "error",
+               al_tls_error(t), NULL);
+        sess_close(s);
+        return;
+    }
+    tls_flush(s, up);
+}
+
+static void to_client(sess_t *s, const void *p, size_t n) { send_to(s, NULL, p, n); }
+
+static void to_up(sess_t *s, const void *p, size_t n)
+{
+    if (s->up)
+        send_to(s, s->up, p, n);
+}
+
+/* Close the client connection once everything queued for it is written. */
+static void close_when_flushed(sess_t *s)
+{
+    if (s->st == S_CLOSING)
+        return;
+    if (s->ctls) {
+        al_tls_shutdown(s->ctls);
+        tls_flush(s, NULL);
+    }
+    if (s->st == S_CLOSING)
+        return;
+    if (!queued(&s->client)) {
+        sess_close(s);
+        return;
+    }
+    s->flush_close = true;
+    if (!s->client_paused) {
+        s->client_paused = true;
+        uv_read_stop((uv_stream_t *)&s->client);
+    }
+}
+
+/* ---- session lifetime -------------------------------------------------------------------- */
+
+static void drained(hw_t *hw)
+{
+    if (!hw->closed) {
+        pthread_mutex_lock(&hw->lock);
+        hw->closed = true;
+        pthread_mutex_unlock(&hw->lock);
+        uv_close((uv_handle_t *)&hw->audit_async, NULL);
+    }
+    if (!hw->w->active && !uv_is_closing((uv_handle_t *)&hw->w->wake))
+        uv_close((uv_handle_t *)&hw->w->wake, NULL);
+}
+
+static void wipe_secrets(sess_t *s)
+{
+    for (size_t i = 0; i < s->n_secrets; i++)
+        if (s->secrets[i]) {
+            al_wipe(s->secrets[i], strlen(s->secrets[i]));
+            free(s->secrets[i]);
+        }
+    al_free(&s->secrets);
+    s->n_secrets = 0;
+}
+
+static void sess_free(sess_t *s)
+{
+    al_buf_free(&s->cin);
+    al_buf_free(&s->uin);
+    al_buf_free(&s->out);
+    al_buf_free(&s->tls_scratch);
+    al_buf_free(&s->action);
+    al_buf_free(&s->uphead);
+    al_tls_free(&s->ctls);
+    wipe_secrets(s);
+    free(s->up_host);
+    al_principal_unref(&s->principal);
+    al_snapshot_unref(&s->snap);
+    hw_t *hw = s->hw;
+    if (s->counted)
+        atomic_fetch_sub(s->ls->count, 1);
+    free(s);
+    hw->w->active--;
+    hw->n_sessions--;
+    if (hw->draining && !hw->n_sessions)
+        drained(hw);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    sess_t *s = h->data;
+    if (--s->handles == 0)
+        sess_free(s);
+}
+
+static void up_closed(uv_handle_t *h)
+{
+    up_t *up = h->data;
+    sess_t *s = up->s;
+    al_tls_free(&up->tls);
+    free(up);
+    if (--s->handles == 0)
+        sess_free(s);
+}
+
+/* Drops the upstream connection (a new one is made for the next request). */
+static void up_close(sess_t *s)
+{
+    up_t *up = s->up;
+    if (!up)
+        return;
+    s->up = NULL;
+    s->up_paused = false;
+    al_buf_reset(&s->uin);
+    al_http_parser_reset(&s->resp);
+    up->tcp.data = up;
+    uv_close((uv_handle_t *)&up->tcp, up_closed);
+}
+
+static void record_result(sess_t *s, const char *error);
+static void kid_wake(void *arg) { uv_async_send(arg); }
+static void on_kid_fetched(uv_async_t *a);
+static void after_refusal(sess_t *s);
+
+static void sess_close(sess_t *s)
+{
+    if (s->st == S_CLOSING)
+        return;
+    if (s->active && !s->audit_wait)
+        record_result(s, "connection closed before the response ended");
+    s->active = false;
+    s->st = S_CLOSING;
+    if (s->pend) {
+        s->pend->s = NULL;
+        s->pend = NULL;
+    }
+    if (s->next)
+        s->next->pprev = s->pprev;
+    *s->pprev = s->next;
+    s->handles++; /* guard while closing the rest */
+    up_close(s);
+    if (!uv_is_closing((uv_handle_t *)&s->client)) /* counted since accept */
+        uv_close((uv_handle_t *)&s->client, handle_closed);
+    if (s->idle_inited && !uv_is_closing((uv_handle_t *)&s->idle))
+        uv_close((uv_handle_t *)&s->idle, handle_closed);
+    if (s->kid_waiting) {
+        al_jwks_entry_cancel_wait(s->kid_entry, kid_wake, &s->kid_wait);
+        s->kid_waiting = false;
+        uv_close((uv_handle_t *)&s->kid_wait, handle_closed);
+    }
+    if (--s->handles == 0)
+        sess_free(s);
+}
+
+/* ---- responses airlock makes itself ------------------------------------------------------ */
+
+static const char *status_text(int st)
+{
+    switch (st) {
+    case 100: return "Continue";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Sends a JSON error response. `close`: the connection ends after it. */
+static void send_error(sess_t *s, int status, const char *www_auth, const al_buf_t *json,
+                       bool close)
+{
+    al_buf_t *b = &s->out;
+    al_buf_reset(b);
+    al_buf_printf(b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\n",
+                  status, status_text(status), json->len);
+    if (www_auth)
+        al_buf_printf(b, "WWW-Authenticate: %s\r\n", www_auth);
+    if (s->req_id[0])
+        al_buf_printf(b, "X-Request-Id: %s\r\n", s->req_id);
+    if (close)
+        al_buf_puts(b, "Connection: close\r\n");
+    al_buf_puts(b, "\r\n");
+    al_buf_append(b, json->p, json->len);
+    to_client(s, b->p, b->len);
+    al_buf_reset(b);
+    if (close)
+        close_when_flushed(s);
+}
+
+/* {"error": code, "reason": reason} */
+static void error_reason(sess_t *s, int status, const char *code, const char *reason,
+                         bool close)
+{
+    al_buf_t j;
+    al_buf_init(&j);
+    al_buf_puts(&j, "{\"error\":");
+    al_buf_json_str(&j, code, strlen(code));
+    al_buf_puts(&j, ",\"reason\":");
+    al_buf_json_str(&j, reason, strlen(reason));
+    al_buf_puts(&j, "}");
+    send_error(s, status, NULL, &j, close);
+    al_buf_free(&j);
+}
+
+/* ---- audit ------------------------------------------------------------------------------- */
+
+static void fill_event(sess_t *s, al_audit_event_t *ev)
+{
+    al_audit_event_init(ev);
+    ev->session_id = s->session_id;
+    ev->protocol = "http";
+    ev->target = s->target ? s->target->name : NULL;
+    const al_principal_t *p = s->principal;
+    if (p) {
+        ev->agent = p->agent;
+        ev->subject = p->sub;
+        ev->issuer = p->iss;
+        ev->groups = p->groups;
+        ev->n_groups = p->n_groups;
+    }
+}
+
+/* The RESULT record of an allowed request, referring to its decision.
+ * al_audit_event_t has no byte counters: `rows` carries the response body
+ * bytes and `reason` reads "bytes_up=N bytes_down=M". */
+static void record_result(sess_t *s, const char *error)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    char st[8], bytes[80];
+    snprintf(st, sizeof st, "%d", s->status);
+    snprintf(bytes, sizeof bytes, "bytes_up=%lld bytes_down=%lld", (long long)s->bytes_up,
+             (long long)s->bytes_down);
+    ev.kind = AL_AUDIT_KIND_RESULT;
+    ev.ref_id = s->decision_id;
+    ev.decision = error ? "error" : "ok";
+    ev.reason = bytes;
+    ev.rows = s->bytes_down;
+    ev.action = (al_str_t){s->action.p, s->action.len};
+    ev.status = s->status ? st : NULL;
+    ev.duration_us = (int64_t)((al_mono_ns() - s->t0) / 1000);
+    ev.error = error;
+    al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+}
+
+static void on_audit_done(void *ud, int rc, const char *id, const char *err)
+{
+    pend_t *pd = ud;
+    AL_UNUSED(id);
+    pd->rc = rc;
+    snprintf(pd->err, sizeof pd->err, "%s", err ? err : "");
+    hw_t *hw = pd->hw;
+    pthread_mutex_lock(&hw->lock);
+    pd->next = hw->done;
+    hw->done = pd;
+    if (!hw->closed)
+        uv_async_send(&hw->audit_async);
+    pthread_mutex_unlock(&hw->lock);
+}
+
+/* Fail closed: no forwarding without the strict record. */
+static void audit_failed(sess_t *s, const char *err)
+{
+    al_log(AL_LOG_ERROR, "audit record not committed; request refused", "session",
+           s->session_id, "error", err, NULL);
+    s->active = false;
+    error_reason(s, 503, "audit_unavailable", err && *err ? err : "audit store failure", false);
+    after_refusal(s);
+}
+
+static void committed(sess_t *s, int rc, const char *err)
+{
+    s->audit_wait = false;
+    if (rc != AL_OK) {
+        audit_failed(s, err);
+        process_client(s);
+        return;
+    }
+    proceed(s);
+}
+
+static void on_audit_async(uv_async_t *h)
+{
+    hw_t *hw = h->data;
+    pthread_mutex_lock(&hw->lock);
+    pend_t *list = hw->done;
+    hw->done = NULL;
+    pthread_mutex_unlock(&hw->lock);
+    while (list) {
+        pend_t *pd = list;
+        list = pd->next;
+        if (pd->s) {
+            pd->s->pend = NULL;
+            committed(pd->s, pd->rc, pd->err);
+        }
+        free(pd);
+    }
+}
+
+/* Query parameter names whose values never reach the audit log. */
+static bool sensitive_param(const char *k, size_t n)
+{
+    static const char *const words[] = {"token", "password", "passwd", "pwd", "secret",
+                                        "key", "auth", "signature", "sig", "credential",
+                                        "session", "code"};
+    char low[64];
+    if (n >= sizeof low)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)((k[i] >= 'A' && k[i] <= 'Z') ? k[i] + 32 : k[i]);
+    low[n] = 0;
+    for (size_t i = 0; i < AL_ARRAY_LEN(words); i++)
+        if (strstr(low, words[i]))
+            return true;
+    return false;
+}
+
+/* "METHOD /normalized/path?query" with sensitive values replaced. */
+static void build_action(sess_t *s, al_str_t method, const char *path, size_t plen,
+                         al_str_t query)
+{
+    al_buf_t *a = &s->action;
+    al_buf_reset(a);
+    al_buf_append(a, method.p, method.len);
+    al_buf_append(a, " ", 1);
+    al_buf_append(a, path, plen);
+    if (!query.p)
+        return;
+    al_buf_append(a, "?", 1);
+    const char *q = query.p, *end = query.p + query.len;
+    while (q <= end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        if (eq && sensitive_param(q, (size_t)(eq - q))) {
+            al_buf_append(a, q, (size_t)(eq - q) + 1);
+            al_buf_puts(a, "REDACTED");
+        } else {
+            al_buf_append(a, q, (size_t)(pe - q));
+        }
+        if (!amp)
+            break;
+        al_buf_append(a, "&", 1);
+        q = amp + 1;
+    }
+}
+
+/* ---- headers ----------------------------------------------------------------------------- */
+
+static bool name_is(al_str_t n, const char *c)
+{
+    size_t l = strlen(c);
+    return n.len == l && !strncasecmp(n.p, c, l);
+}
+
+/* Is `name` listed in a Connection field of head (RFC 9110 §7.6.1)? */
+static bool conn_listed(const al_http_head_t *h, al_str_t name)
+{
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!name_is(h->headers[i].name, "connection"))
+            continue;
+        al_str_t v = h->headers[i].value;
+        const char *p = v.p, *end = v.p + v.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *t = p;
+            while (p < end && *p != ',' && *p != ' ' && *p != '\t')
+                p++;
+            if (p > t && (size_t)(p - t) == name.len && !strncasecmp(t, name.p, name.len))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* Hop-by-hop fields (RFC 9110 §7.6.1) and the framing airlock redoes
+ * (RFC 9112 §6). */
+static bool hop_by_hop(const al_http_head_t *h, al_str_t n)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "te", "trailer",
+                                      "transfer-encoding", "upgrade", "content-length"};
+    for (size_t i = 0; i < AL_ARRAY_LEN(hop); i++)
+        if (name_is(n, hop[i]))
+            return true;
+    if (n.len >= 6 && !strncasecmp(n.p, "proxy-", 6))
+        return true;
+    return conn_listed(h, n);
+}
+
+/* The host part of a Host value, without the port (policy hosts are names). */
+static al_str_t host_only(al_str_t h)
+{
+    if (h.len && h.p[0] == '[') {
+        const char *rb = memchr(h.p, ']', h.len);
+        return rb ? (al_str_t){h.p, (size_t)(rb - h.p) + 1} : h;
+    }
+    const char *c = memchr(h.p, ':', h.len);
+    return c ? (al_str_t){h.p, (size_t)(c - h.p)} : h;
+}
+
+static bool req_id_ok(al_str_t v)
+{
+    if (!v.len || v.len > MAX_REQ_ID)
+        return false;
+    for (size_t i = 0; i < v.len; i++) {
+        char c = v.p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* Builds the upstream request head into s->uphead. */
+static void build_upstream_head(sess_t *s, const al_http_head_t *h, const char *path,
+                                size_t plen, al_str_t query)
+{
+    al_buf_t *b = &s->uphead;
+    al_buf_reset(b);
+    al_buf_append(b, h->method.p, h->method.len);
+    al_buf_append(b, " ", 1);
+    al_buf_append(b, s->url.base.p, s->url.base.len);
+    al_buf_append(b, path, plen);
+    if (query.p) {
+        al_buf_append(b, "?", 1);
+        al_buf_append(b, query.p, query.len);
+    }
+    al_buf_puts(b, " HTTP/1.1\r\nHost: ");
+    bool v6 = memchr(s->url.host.p, ':', s->url.host.len) != NULL;
+    al_buf_printf(b, "%s%s%s", v6 ? "[" : "", s->up_host, v6 ? "]" : "");
+    if (s->url.port != (s->url.https ? 443 : 80))
+        al_buf_printf(b, ":%d", s->url.port);
+    al_buf_puts(b, "\r\n");
+    const al_upstream_conf_t *u = &s->target->upstream;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        al_str_t n = h->headers[i].name;
+        if (hop_by_hop(h, n) || name_is(n, "host") || name_is(n, "authorization") ||
+            name_is(n, "expect") || name_is(n, "forwarded") || name_is(n, "x-request-id") ||
+            (n.len > 12 && !strncasecmp(n.p, "x-forwarded-", 12)))
+            continue; /* what the agent claims about the hop is not evidence */
+        bool injected = false;
+        for (size_t k = 0; k < u->n_headers && !injected; k++)
+            injected = name_is(n, u->headers[k].name);
+        if (injected)
+            continue;
+        al_buf_append(b, n.p, n.len);
+        al_buf_append(b, ": ", 2);
+        al_buf_append(b, h->headers[i].value.p, h->headers[i].value.len);
+        al_buf_append(b, "\r\n", 2);
+    }
+    for (size_t k = 0; k < u->n_headers && k < s->n_secrets; k++)
+        al_buf_printf(b, "%s: %s\r\n", u->headers[k].name, s->secrets[k]);
+    al_buf_printf(b, "X-Request-Id: %s\r\n", s->req_id);
+    /* RFC 7239 §4-§6: an IPv6 node is a quoted "[addr]". */
+    al_buf_printf(b, "Forwarded: for=%s%s%s;proto=%s\r\n", s->peer_v6 ? "\"[" : "", s->peer,
+                  s->peer_v6 ? "]\"" : "", s->ls->tls ? "https" : "http");
+    if (h->has_body && h->chunked)
+        al_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+    else if (h->content_length >= 0)
+        al_buf_printf(b, "Content-Length: %lld\r\n", (long long)h->content_length);
+    al_buf_puts(b, "\r\n");
+}
+
+/* ---- the request ------------------------------------------------------------------------- */
+
+/* After a refusal: drop the body if one follows, else expect the next
+ * request. A client waiting for 100-continue will not send the body it
+ * announced, so that connection closes instead (RFC 9110 §10.1.1). */
+static bool body_pending(const sess_t *s) { return s->reqp.state != AL_HTTP_S_HEAD; }
+
+/* Slowloris and idle keep-alive bound: between requests (and while a
+ * refused body is dropped) the next head must come within auth_timeout. */
+static void on_idle(uv_timer_t *t)
+{
+    sess_t *s = t->data;
+    if (s->st == S_HEAD || s->st == S_DISCARD)
+        sess_close(s);
+}
+
+static void idle_arm(sess_t *s)
+{
+    if (s->idle_inited && s->st != S_CLOSING)
+        uv_timer_start(&s->idle, on_idle, (uint64_t)(s->target->auth_timeout * 1000), 0);
+}
+
+static void after_refusal(sess_t *s)
+{
+    if (s->st == S_CLOSING)
+        return;
+    bool body = body_pending(s);
+    s->st = body ? S_DISCARD : S_HEAD;
+    idle_arm(s);
+    if ((body && s->expect_continue) || !s->client_keep || s->drain_close)
+        close_when_flushed(s);
+}
+
+/* RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token, the scheme
+ * case-insensitive (RFC 9110 §11.1). Returns 0 and the token, 1 when no
+ * bearer credentials were presented, -1 malformed. */
+static int bearer(al_str_t v, al_str_t *tok)
+{
+    if (v.len < 6 || strncasecmp(v.p, "bearer", 6) || (v.len > 6 && v.p[6] != ' '))
+        return 1;
+    size_t i = 6;
+    while (i < v.len && v.p[i] == ' ')
+        i++;
+    if (i == 6 || i == v.len)
+        return -1;
+    size_t start = i;
+    while (i < v.len && (strchr("-._~+/", v.p[i]) || (v.p[i] >= 'a' && v.p[i] <= 'z') ||
+                         (v.p[i] >= 'A' && v.p[i] <= 'Z') || (v.p[i] >= '0' && v.p[i] <= '9')))
+        i++;
+    while (i < v.len && v.p[i] == '=')
+        i++;
+    if (i != v.len)
+        return -1;
+    *tok = (al_str_t){v.p + start, v.len - start};
+    return 0;
+}
+
+static void unauthorized(sess_t *s, const char *reason,
+                         const char *detail)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_AUTH;
+    ev.decision = "deny";
+    ev.reason = reason;
+    ev.action = (al_str_t){s->action.p, s->action.len};
+    ev.status = "401";
+    al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+    al_buf_t j;
+    al_buf_init(&j);
+    al_buf_puts(&j, "{\"error\":\"unauthorized\",\"reason\":");
+    al_buf_json_str(&j, reason, strlen(reason));
+    if (detail) {
+        al_buf_puts(&j, ",\"detail\":");
+        al_buf_json_str(&j, detail, strlen(detail));
+    }
+    al_buf_puts(&j, "}");
+    char www[192];
+    /* RFC 6750 §3: no error code when no credentials came (§3.1). */
+    if (!strcmp(reason, "missing_token"))
+        snprintf(www, sizeof www, "Bearer realm=\"airlock\"");
+    else
+        snprintf(www, sizeof www, "Bearer error=\"invalid_token\", error_description=\"%s\"",
+                 reason);
+    send_error(s, 401, www, &j, false);
+    al_buf_free(&j);
+    after_refusal(s);
+}
+
+/* Verifies the request's bearer token. Returns false after answering. */
+static bool authenticate(sess_t *s, const al_http_head_t *h)
+{
+    al_str_t auth = {NULL, 0};
+    size_t n = 0;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (name_is(h->headers[i].name, "authorization")) {
+            auth = h->headers[i].value;
+            n++;
+        }
+    al_principal_unref(&s->principal);
+    if (n > 1) {
+        unauthorized(s, "duplicate_authorization", "send one Authorization field");
+        return false;
+    }
+    al_str_t tok = {NULL, 0};
+    int br = n ? bearer(auth, &tok) : 1;
+    if (br == 1) {
+        unauthorized(s, "missing_token", "send 'Authorization: Bearer <token>'");
+        return false;
+    }
+    if (br < 0) {
+        unauthorized(s, al_tok_reason(AL_TOK_MALFORMED), "not an RFC 6750 bearer token");
+        return false;
+    }
+    al_worker_t *w = s->hw->w;
+    al_principal_t *p = NULL;
+    al_verify_info_t info;
+    memset(&info, 0, sizeof info);
+    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, tok.p, tok.len, NULL,
+                                   al_now(), &p, &info);
+    if (st == AL_TOK_UNKNOWN_KID && info.refetch && !s->kid_retried &&
+        uv_async_init(&w->loop, &s->kid_wait, on_kid_fetched) == 0) {
+        /* RFC 7517 §5: the issuer may have rotated; wait for the
+         * rate-limited refetch once, then verify again. */
+        s->kid_wait.data = s;
+        s->handles++;
+        s->kid_waiting = true;
+        s->kid_entry = info.refetch;
+        if (al_jwks_entry_on_fetched(info.refetch, info.refetch_ticket, kid_wake, &s->kid_wait))
+            uv_async_send(&s->kid_wait);
+        return false;
+    }
+    if (st != AL_TOK_OK) {
+        unauthorized(s, al_tok_reason(st), info.detail);
+        return false;
+    }
+    s->principal = p;
+    return true;
+}
+
+static void refuse_policy(sess_t *s, const al_verdict_t *v)
+{
+    al_buf_t j;
+    al_buf_init(&j);
+    al_buf_puts(&j, v->decision == AL_DECIDE_APPROVE ? "{\"error\":\"approval_required\""
+                                                     : "{\"error\":\"denied\"");
+    al_buf_puts(&j, ",\"rule\":");
+    if (v->rule)
+        al_buf_json_str(&j, v->rule->name, strlen(v->rule->name));
+    else
+        al_buf_puts(&j, "null");
+    al_buf_puts(&j, ",\"message\":");
+    if (v->rule && v->rule->message)
+        al_buf_json_str(&j, v->rule->message, strlen(v->rule->message));
+    else if (v->decision == AL_DECIDE_APPROVE)
+        al_buf_puts(&j, "\"this request needs a human approval, which this gateway cannot "
+                        "hold yet; ask an approver\"");
+    else
+        al_buf_puts(&j, "null");
+    al_buf_puts(&j, ",\"reason\":");
+    al_buf_json_str(&j, v->reason, strlen(v->reason));
+    al_buf_puts(&j, "}");
+    send_error(s, 403, NULL, &j, false);
+    al_buf_free(&j);
+    after_refusal(s);
+}
+
+static void audit_refusal(sess_t *s, const al_verdict_t *v)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_DECISION;
+    ev.action = (al_str_t){s->action.p, s->action.len};
+    ev.decision = al_decision_name(v->decision);
+    ev.rule = v->rule ? v->rule->name : NULL;
+    ev.reason = v->reason;
+    ev.status = "403";
+    al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+}
+
+/* A request head arrived: decide it. h points into s->cin. */
+static void on_request(sess_t *s, const al_http_head_t *h)
+{
+    if (s->idle_inited)
+        uv_timer_stop(&s->idle);
+    s->t0 = al_mono_ns();
+    s->bytes_up = s->bytes_down = 0;
+    s->status = 0;
+    s->resp_started = s->resp_chunked = s->resp_done = s->req_done = false;
+    s->close_after = false;
+    s->client_keep = h->keep_alive;
+    s->client_http10 = h->version == 10;
+    s->expect_continue = h->expect_continue;
+    s->req_chunked = h->has_body && h->chunked;
+    snprintf(s->method, sizeof s->method, "%.*s", (int)AL_MIN(h->method.len, 31), h->method.p);
+    al_str_t rid = al_http_head_get(h, "x-request-id");
+    if (req_id_ok(rid))
+        snprintf(s->req_id, sizeof s->req_id, "%.*s", (int)rid.len, rid.p);
+    else
+        al_audit_uuid7((int64_t)(al_now() * 1e6), s->req_id);
+    al_buf_reset(&s->action);
+    al_buf_append(&s->action, h->method.p, h->method.len);
+
+    if (h->form == AL_HTTP_FORM_AUTHORITY || h->form == AL_HTTP_FORM_ASTERISK) {
+        error_reason(s, 501, "not_implemented", h->form == AL_HTTP_FORM_AUTHORITY
+                                                    ? "CONNECT tunnels are not supported"
+                                                    : "OPTIONS * is not supported", true);
+        return;
+    }
+    if (h->upgrade) {
+        /* The parser holds after an upgrade request; this version does not
+         * tunnel (WebSocket), so the connection ends. */
+        error_reason(s, 501, "not_implemented", "protocol upgrades are not supported", true);
+        return;
+    }
+    al_str_t path, query;
+    if (al_http_target_split(h->target, &path, &query) != AL_OK) {
+        error_reason(s, 400, "bad_request", "bad_target", true);
+        return;
+    }
+    size_t cap = path.len + 2, nlen = 0;
+    char *npath = al_xmalloc(cap);
+    const char *perr = NULL;
+    if (al_http_path_normalize(path.p, path.len, npath, cap, &nlen, &perr) != AL_OK) {
+        free(npath);
+        error_reason(s, 400, "bad_request", perr ? perr : "bad_path", false);
+        after_refusal(s);
+        return;
+    }
+    build_action(s, h->method, npath, nlen, query);
+    if (!authenticate(s, h)) {
+        free(npath);
+        return;
+    }
+    const al_principal_t *p = s->principal;
+    al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
+    al_action_t a = {.kind = AL_ACTION_HTTP,
+                     .target = s->target->name,
+                     .method = h->method,
+                     .path = {npath, nlen},
+                     .host = host_only(h->authority.p ? h->authority : h->host),
+                     .now = (int64_t)al_now()};
+    al_verdict_t v;
+    al_policy_decide(s->hw->w->snap->policy, &who, &a, &v);
+    if (v.decision != AL_DECIDE_ALLOW) {
+        free(npath);
+        audit_refusal(s, &v);
+        refuse_policy(s, &v);
+        return;
+    }
+    if (s->secret_err) {
+        free(npath);
+        al_log(AL_LOG_ERROR, "upstream credential unavailable", "target", s->target->name,
+               "error", s->secret_err, NULL);
+        error_reason(s, 502, "bad_gateway", "the upstream credential is not available", false);
+        after_refusal(s);
+        return;
+    }
+    build_upstream_head(s, h, npath, nlen, query);
+    free(npath);
+    s->active = true;
+    s->strict = v.audit != AL_AUDIT_MODE_ASYNC;
+    s->reason = v.reason;
+    snprintf(s->rule, sizeof s->rule, "%s", v.rule ? v.rule->name : "");
+    s->st = S_WAIT;
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_DECISION;
+    ev.action = (al_str_t){s->action.p, s->action.len};
+    ev.decision = "allow";
+    ev.rule = s->rule[0] ? s->rule : NULL;
+    ev.reason = v.reason;
+    if (!s->strict) { /* process_client proceeds once the head is consumed */
+        al_audit_submit_async(s->hw->w->rt->audit, &ev, s->decision_id);
+        return;
+    }
+    pend_t *pd = al_xcalloc(1, sizeof *pd);
+    pd->s = s;
+    pd->hw = s->hw;
+    const char *err = NULL;
+    if (al_audit_submit(s->hw->w->rt->audit, &ev, on_audit_done, pd, s->decision_id, &err) !=
+        AL_OK) {
+        free(pd);
+        audit_failed(s, err ? err : "audit queue refused the record");
+        return;
+    }
+    s->pend = pd;
+    s->audit_wait = true;
+}
+
+/* ---- upstream connection ----------------------------------------------------------------- */
+
+static void upstream_failed(sess_t *s, const char *why)
+{
+    al_log(AL_LOG_WARN, "upstream request failed", "target", s->target->name, "session",
+           s->session_id, "error", why, NULL);
+    up_close(s);
+    if (!s->active)
+        return;
+    s->active = false;
+    s->status = 502;
+    record_result(s, why);
+    if (!s->resp_started)
+        error_reason(s, 502, "bad_gateway", why, true);
+    else
+        close_when_flushed(s);
+}
+
+static void on_connected(uv_connect_t *c, int status)
+{
+    up_t *up = c->data;
+    sess_t *s = up->s;
+    if (s->st == S_CLOSING || up != s->up)
+        return;
+    if (status < 0) {
+        char why[160];
+        snprintf(why, sizeof why, "cannot connect to the upstream: %s", uv_strerror(status));
+        upstream_failed(s, why);
+        return;
+    }
+    up->connected = true;
+    uv_tcp_nodelay(&up->tcp, 1);
+    uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_up_read);
+    if (s->url.https) {
+        up->tls = s->ls->up_tls ? al_tls_new(s->ls->up_tls, s->up_host) : NULL;
+        if (!up->tls) {
+            upstream_failed(s, "cannot start TLS to the upstream");
+            return;
+        }
+        al_buf_t tmp;
+        al_buf_init(&tmp);
+        al_tls_read(up->tls, &tmp); /* the ClientHello */
+        al_buf_free(&tmp);
+        tls_flush(s, up);
+    }
+    proceed(s);
+}
+
+static void connect_upstream(sess_t *s)
+{
+    up_t *up = al_xcalloc(1, sizeof *up);
+    up->s = s;
+    uv_tcp_init(&s->hw->w->loop, &up->tcp);
+    up->tcp.data = up;
+    s->handles++;
+    s->up = up;
+    al_http_parser_reset(&s->resp);
+    al_buf_reset(&s->uin);
+    up->conn.data = up;
+    if (uv_tcp_connect(&up->conn, &up->tcp, (struct sockaddr *)&s->up_addr, on_connected) != 0)
+        upstream_failed(s, "cannot connect to the upstream");
+}
+
+static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    sess_t *s = g->data;
+    s->resolving = false;
+    if (s->st == S_CLOSING) {
+        uv_freeaddrinfo(res);
+        if (--s->handles == 0)
+            sess_free(s);
+        return;
+    }
+    s->handles--;
+    if (status < 0 || !res) {
+        uv_freeaddrinfo(res);
+        upstream_failed(s, "cannot resolve the upstream host");
+        return;
+    }
+    memcpy(&s->up_addr, res->ai_addr, res->ai_addrlen);
+    uv_freeaddrinfo(res);
+    connect_upstream(s);
+}
+
+/* Allowed and (strict) committed: connect if needed, then send the head
+ * and whatever body is already here. */
+static void proceed(sess_t *s)
+{
+    if (s->st == S_CLOSING || s->resolving)
+        return;
+    if (!s->up) {
+        if (s->up_addr.ss_family) {
+            connect_upstream(s);
+            return;
+        }
+        char port[8];
+        snprintf(port, sizeof port, "%d", s->url.port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        s->gai.data = s;
+        s->handles++;
+        s->resolving = true;
+        if (uv_getaddrinfo(&s->hw->w->loop, &s->gai, on_resolved, s->up_host, port, &hints) !=
+            0) {
+            s->handles--;
+            s->resolving = false;
+            upstream_failed(s, "cannot resolve the upstream host");
+        }
+        return;
+    }
+    if (!s->up->connected)
+        return;
+    al_http_parser_set_request(&s->resp, (al_str_t){s->method, strlen(s->method)});
+    to_up(s, s->uphead.p, s->uphead.len);
+    s->bytes_up = 0;
+    al_buf_reset(&s->uphead);
+    if (s->st == S_CLOSING)
+        return;
+    if (!body_pending(s)) { /* no body: the request is complete */
+        s->req_done = true;
+        s->st = S_RESPONSE;
+    } else {
+        if (s->expect_continue) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            to_client(s, cont, sizeof cont - 1);
+        }
+        s->st = S_BODY;
+    }
+    process_client(s);
+}
+
+/* ---- client input ------------------------------------------------------------------------ */
+
+static void consume(al_buf_t *b, size_t n)
+{
+    memmove(b->p, b->p + n, b->len - n);
+    b->len -= n;
+    b->p[b->len] = 0;
+}
+
+static void send_chunk(sess_t *s, bool upstream, bool chunked, al_str_t d)
+{
+    if (!d.len)
+        return;
+    void (*send)(sess_t *, const void *, size_t) = upstream ? to_up : to_client;
+    if (chunked) {
+        char hdr[24];
+        int n = snprintf(hdr, sizeof hdr, "%zx\r\n", d.len);
+        send(s, hdr, (size_t)n);
+        send(s, d.p, d.len);
+        send(s, "\r\n", 2);
+    } else {
+        send(s, d.p, d.len);
+    }
+}
+
+static void exchange_end(sess_t *s);
+
+/* The head of k bytes was handled: consume it and go on. Returns true
+ * when the caller should parse on. */
+static bool head_done(sess_t *s, size_t k)
+{
+    s->kid_retried = false;
+    consume(&s->cin, k);
+    if (s->st == S_CLOSING || s->flush_close)
+        return false;
+    if (s->st == S_WAIT && !s->audit_wait) {
+        proceed(s); /* async audit: forward now (proceed parses on) */
+        return false;
+    }
+    return true;
+}
+
+static void on_kid_fetched(uv_async_t *a)
+{
+    sess_t *s = a->data;
+    s->kid_waiting = false;
+    uv_close((uv_handle_t *)a, handle_closed);
+    if (s->st == S_CLOSING)
+        return;
+    s->kid_retried = true;
+    on_request(s, &s->held_head);
+    if (head_done(s, s->held_k))
+        process_client(s);
+    else if (s->st != S_CLOSING)
+        update_reads(s);
+}
+
+static void process_client(sess_t *s)
+{
+    while (s->st == S_HEAD || s->st == S_BODY || s->st == S_DISCARD) {
+        if (!s->cin.len || s->kid_waiting)
+            break;
+        if (s->st == S_BODY && s->up && queued(&s->up->tcp) > HIGH_WATER)
+            break;
+        al_http_msg_t m;
+        ssize_t k = al_http_parse(&s->reqp, (const uint8_t *)s->cin.p, s->cin.len, &m);
+        if (k < 0) {
+            const char *why = al_http_err_str(s->reqp.err);
+            if (s->active) {
+                s->active = false;
+                s->status = 400;
+                record_result(s, why);
+            }
+            up_close(s);
+            if (s->st == S_HEAD)
+                s->req_id[0] = 0;
+            if (!s->resp_started)
+                error_reason(s, 400, "bad_request", why, true);
+            else
+                close_when_flushed(s);
+            return;
+        }
+        if (k == 0)
+            break;
+        if (m.event == AL_HTTP_EV_HEAD) {
+            if (s->st != S_HEAD) { /* cannot happen: one message at a time */
+                sess_close(s);
+                return;
+            }
+            /* m.head points into cin: nothing may parse on until consumed. */
+            on_request(s, &m.head);
+            if (s->kid_waiting) {
+                s->held_head = m.head;
+                s->held_k = (size_t)k;
+                break;
+            }
+            if (!head_done(s, (size_t)k))
+                return;
+            continue;
+        }
+        /* BODY / END */
+        if (s->st == S_BODY) {
+            send_chunk(s, true, s->req_chunked, m.body);
+            s->bytes_up += (int64_t)m.body.len;
+            if (m.event == AL_HTTP_EV_END) {
+                if (s->req_chunked)
+                    to_up(s, "0\r\n\r\n", 5);
+                s->req_done = true;
+                s->st = S_RESPONSE;
+            }
+        } else if (s->st == S_DISCARD && m.event == AL_HTTP_EV_END) {
+            s->st = S_HEAD;
+            if (s->drain_close)
+                close_when_flushed(s);
+        }
+        consume(&s->cin, (size_t)k);
+    }
+    update_reads(s);
+}
+
+static void update_reads(sess_t *s)
+{
+    if (s->st == S_CLOSING)
+        return;
+    bool want = !s->flush_close && !s->client_eof && !s->kid_waiting &&
+                s->cin.len < MAX_PENDING &&
+                !(s->up && queued(&s->up->tcp) > HIGH_WATER);
+    if (want && s->client_paused) {
+        s->client_paused = false;
+        uv_read_start((uv_stream_t *)&s->client, on_alloc, on_client_read);
+    } else if (!want && !s->client_paused) {
+        s->client_paused = true;
+        uv_read_stop((uv_stream_t *)&s->client);
+    }
+    if (s->up && s->up->connected) {
+        bool uwant = queued(&s->client) < HIGH_WATER;
+        if (uwant && s->up_paused) {
+            s->up_paused = false;
+            uv_read_start((uv_stream_t *)&s->up->tcp, on_alloc, on_up_read);
+        } else if (!uwant && !s->up_paused) {
+            s->up_paused = true;
+            uv_read_stop((uv_stream_t *)&s->up->tcp);
+        }
+    }
+}
+
+/* The response ended (and the request was sent whole, or cut short). */
+static void exchange_end(sess_t *s)
+{
+    s->active = false;
+    record_result(s, NULL);
+    if (!s->up_keep || !s->req_done)
+        up_close(s);
+    if (s->resp_chunked)
+        to_client(s, "0\r\n\r\n", 5);
+    if (s->st == S_CLOSING)
+        return;
+    if (!s->client_keep || s->close_after || s->drain_close || !s->req_done) {
+        close_when_flushed(s);
+        return;
+    }
+    s->st = S_HEAD;
+    s->req_id[0] = 0;
+    idle_arm(s);
+    process_client(s);
+}
+
+/* ---- upstream input ---------------------------------------------------------------------- */
+
+static void response_head(sess_t *s, const al_http_head_t *h)
+{
+    s->status = h->status;
+    s->up_keep = h->keep_alive && !h->close_delimited;
+    al_buf_t *b = &s->out;
+    al_buf_reset(b);
+    al_buf_printf(b, "HTTP/1.1 %d ", h->status);
+    al_buf_append(b, h->reason.p, h->reason.len);
+    al_buf_puts(b, "\r\n");
+    bool has_rid = false;
+    for (size_t i = 0; i < h->nheaders; i++) {
+        al_str_t n = h->headers[i].name;
+        if (hop_by_hop(h, n))
+            continue;
+        has_rid |= name_is(n, "x-request-id");
+        al_buf_append(b, n.p, n.len);
+        al_buf_append(b, ": ", 2);
+        al_buf_append(b, h->headers[i].value.p, h->headers[i].value.len);
+        al_buf_append(b, "\r\n", 2);
+    }
+    if (!has_rid)
+        al_buf_printf(b, "X-Request-Id: %s\r\n", s->req_id);
+    if (!h->has_body) {
+        if (h->content_length >= 0)
+            al_buf_printf(b, "Content-Length: %lld\r\n", (long long)h->content_length);
+    } else if (h->chunked || h->close_delimited) {
+        if (!s->client_http10) {
+            /* RFC 9112 §7: chunked for an HTTP/1.1 client; the upstream's own
+             * chunk sizes and trailers are not passed through. */
+            al_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+            s->resp_chunked = true;
+        } else {
+            s->close_after = true; /* HTTP/1.0: the body ends with the connection */
+        }
+    } else {
+        al_buf_printf(b, "Content-Length: %lld\r\n", (long long)h->content_length);
+    }
+    if (!s->client_keep || s->drain_close || s->close_after)
+        al_buf_puts(b, "Connection: close\r\n");
+    else if (s->client_http10)
+        al_buf_puts(b, "Connection: keep-alive\r\n");
+    al_buf_puts(b, "\r\n");
+    to_client(s, b->p, b->len);
+    al_buf_reset(b);
+    s->resp_started = true;
+}
+
+static void up_feed(sess_t *s)
+{
+    while (s->st != S_CLOSING && s->uin.len && s->up) {
+        if (!s->active) {
+            upstream_failed(s, "the upstream sent bytes with no request outstanding");
+            return;
+        }
+        al_http_msg_t m;
+        ssize_t k = al_http_parse(&s->resp, (const uint8_t *)s->uin.p, s->uin.len, &m);
+        if (k < 0) {
+            char why[96];
+            snprintf(why, sizeof why, "bad response from the upstream: %s",
+                     al_http_err_str(s->resp.err));
+            upstream_failed(s, why);
+            return;
+        }
+        if (k == 0)
+            break;
+        if (m.event == AL_HTTP_EV_HEAD) {
+            if (m.head.status < 200) { /* interim: not forwarded */
+                consume(&s->uin, (size_t)k);
+                continue;
+            }
+            if (m.head.tunnel) {
+                upstream_failed(s, "the upstream switched protocols, which was not asked for");
+                return;
+            }
+            response_head(s, &m.head);
+        } else {
+            send_chunk(s, false, s->resp_chunked, m.body);
+            s->bytes_down += (int64_t)m.body.len;
+        }
+        consume(&s->uin, (size_t)k);
+        if (m.done) {
+            s->resp_done = true;
+            if (s->req_done) {
+                exchange_end(s);
+            } else {
+                /* Answered before the body was sent whole (e.g. 413): this
+                 * connection's framing cannot be trusted to continue. */
+                s->close_after = true;
+                s->req_done = false;
+                exchange_end(s);
+            }
+            return;
+        }
+    }
+    update_reads(s);
+}
+
+static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    up_t *up = st->data;
+    sess_t *s = up->s;
+    if (s->st == S_CLOSING || up != s->up)
+        return;
+    if (n < 0) {
+        if (!s->active) {
+            up_close(s); /* idle keep-alive connection closed by the upstream */
+            return;
+        }
+        al_http_msg_t m;
+        if (!up->tls && al_http_parser_eof(&s->resp, &m) == AL_OK && m.event == AL_HTTP_EV_END &&
+            s->resp_started) {
+            s->up_keep = false;
+            s->resp_done = true;
+            if (!s->req_done)
+                s->close_after = true;
+            exchange_end(s);
+            return;
+        }
+        upstream_failed(s, s->resp_started ? "the upstream closed mid-response"
+                                           : "the upstream closed without a response");
+        return;
+    }
+    if (up->tls) {
+        if (al_tls_feed(up->tls, (const uint8_t *)b->base, (size_t)n) != AL_OK) {
+            upstream_failed(s, al_tls_error(up->tls));
+            return;
+        }
+        int rc = al_tls_read(up->tls, &s->uin);
+        tls_flush(s, up);
+        if (s->st == S_CLOSING || up != s->up)
+            return;
+        if (rc == AL_ERR) {
+            upstream_failed(s, al_tls_error(up->tls));
+            return;
+        }
+        if (rc == AL_TLS_EOF) {
+            al_http_msg_t m;
+            up_feed(s);
+            if (s->st == S_CLOSING || up != s->up)
+                return;
+            if (s->active && al_http_parser_eof(&s->resp, &m) == AL_OK &&
+                m.event == AL_HTTP_EV_END && s->resp_started) {
+                s->up_keep = false;
+                s->resp_done = true;
+                exchange_end(s);
+            } else if (s->active) {
+                upstream_failed(s, "the upstream closed mid-response");
+            } else {
+                up_close(s);
+            }
+            return;
+        }
+    } else {
+        al_buf_append(&s->uin, b->base, (size_t)n);
+    }
+    if (s->uin.oom) {
+        upstream_failed(s, "out of memory");
+        return;
+    }
+    up_feed(s);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+    AL_UNUSED(h);
+    AL_UNUSED(hint);
+    static _Thread_local char chunk[READ_CHUNK];
+    *b = uv_buf_init(chunk, sizeof chunk);
+}
+
+static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    sess_t *s = st->data;
+    if (s->st == S_CLOSING)
+        return;
+    if (n < 0) {
+        if (s->active && (s->st == S_RESPONSE || (s->st == S_WAIT && !body_pending(s)))) {
+            /* Half-close after a complete request: finish the response. */
+            s->client_keep = false;
+            s->client_eof = true;
+            if (!s->client_paused) {
+                s->client_paused = true;
+                uv_read_stop((uv_stream_t *)&s->client);
+            }
+            return;
+        }
+        sess_close(s);
+        return;
+    }
+    if (s->ctls) {
+        if (al_tls_feed(s->ctls, (const uint8_t *)b->base, (size_t)n) != AL_OK) {
+            sess_close(s);
+            return;
+        }
+        int rc = al_tls_read(s->ctls, &s->cin);
+        tls_flush(s, NULL);
+        if (s->st == S_CLOSING)
+            return;
+        if (rc == AL_ERR || rc == AL_TLS_EOF) {
+            if (rc == AL_ERR)
+                al_log(AL_LOG_DEBUG, "client TLS failed", "session", s->session_id, "error",
+                       al_tls_error(s->ctls), NULL);
+            sess_close(s);
+            return;
+        }
+    } else {
+        al_buf_append(&s->cin, b->base, (size_t)n);
+    }
+    if (s->cin.oom) {
+        sess_close(s);
+        return;
+    }
+    process_client(s);
+}
+
+/* ---- accept ------------------------------------------------------------------------------ */
+
+/* Reads the configured header secrets (per connection, like pg reads its
+ * password per session). A value must be a valid field value (RFC 9110
+ * §5.5) with no CR or LF, or it could inject header lines. */
+static void load_secrets(sess_t *s)
+{
+    const al_upstream_conf_t *u = &s->target->upstream;
+    s->secrets = al_xcalloc(u->n_headers ? u->n_headers : 1, sizeof *s->secrets);
+    s->n_secrets = u->n_headers;
+    for (size_t i = 0; i < u->n_headers; i++) {
+        const al_http_header_conf_t *h = &u->headers[i];
+        char *v = NULL;
+        size_t len = 0;
+        if (h->env) {
+            const char *e = getenv(h->env);
+            if (!e) {
+                s->secret_err = "an upstream.headers environment variable is not set";
+                return;
+            }
+            v = al_xstrdup(e);
+            len = strlen(v);
+        } else if (al_read_file(h->file, MAX_SECRET, &v, &len) != AL_OK) {
+            s->secret_err = "an upstream.headers file cannot be read";
+            return;
+        }
+        while (len && (v[len - 1] == '\n' || v[len - 1] == '\r'))
+            v[--len] = 0;
+        s->secrets[i] = v;
+        for (size_t k = 0; k < len; k++) {
+            unsigned char c = (unsigned char)v[k];
+            if ((c < 0x20 && c != '\t') || c == 0x7f) {
+                s->secret_err = "an upstream.headers value holds a control character";
+                return;
+            }
+        }
+        if (strlen(v) != len) {
+            s->secret_err = "an upstream.headers value holds a NUL byte";
+            return;
+        }
+    }
+}
+
+static void on_connection(uv_stream_t *srv, int status)
+{
+    listener_t *l = srv->data;
+    hw_t *hw = l->hw;
+    if (status < 0 || hw->draining)
+        return;
+    sess_t *s = al_xcalloc(1, sizeof *s);
+    s->hw = hw;
+    s->ls = l;
+    s->snap = al_snapshot_ref(hw->w->snap);
+    s->target = al_config_target(s->snap->cfg, l->target);
+    uv_tcp_init(&hw->w->loop, &s->client);
+    s->client.data = s;
+    s->handles = 1; /* the client handle */
+    al_buf_init(&s->cin);
+    al_buf_init(&s->uin);
+    al_buf_init(&s->out);
+    al_buf_init(&s->tls_scratch);
+    al_buf_init(&s->action);
+    al_buf_init(&s->uphead);
+    al_http_parser_init(&s->reqp, AL_HTTP_REQUEST, NULL, s->rq_hdrs, MAX_HEADERS);
+    al_http_parser_init(&s->resp, AL_HTTP_RESPONSE, NULL, s->rs_hdrs, MAX_HEADERS);
+    al_audit_uuid7((int64_t)(al_now() * 1e6), s->session_id);
+    s->next = hw->sessions;
+    if (hw->sessions)
+        hw->sessions->pprev = &s->next;
+    s->pprev = &hw->sessions;
+    hw->sessions = s;
+    hw->w->active++;
+    hw->n_sessions++;
+    if (uv_accept(srv, (uv_stream_t *)&s->client) != 0) {
+        sess_close(s);
+        return;
+    }
+    uv_tcp_nodelay(&s->client, 1);
+    struct sockaddr_storage pa;
+    int pl = sizeof pa;
+    if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&pa, &pl) == 0) {
+        s->peer_v6 = pa.ss_family == AF_INET6;
+        if (s->peer_v6)
+            uv_ip6_name((struct sockaddr_in6 *)&pa, s->peer, sizeof s->peer);
+        else
+            uv_ip4_name((struct sockaddr_in *)&pa, s->peer, sizeof s->peer);
+    } else {
+        snprintf(s->peer, sizeof s->peer, "unknown");
+    }
+    if (l->tls && !(s->ctls = al_tls_new(l->tls, NULL))) {
+        sess_close(s);
+        return;
+    }
+    if (!s->target || s->target->protocol != AL_PROTO_HTTP || !s->target->upstream.url ||
+        al_config_http_url(s->target->upstream.url, &s->url)) {
+        error_reason(s, 502, "bad_gateway", "this listener's target is no longer configured",
+                     true);
+        return;
+    }
+    s->up_host = al_xstrndup(s->url.host.p, s->url.host.len);
+    s->counted = true;
+    if (atomic_fetch_add(l->count, 1) >= s->target->max_connections) {
+        error_reason(s, 503, "too_many_connections", "targets[].max_connections", true);
+        return;
+    }
+    load_secrets(s);
+    uv_timer_init(&hw->w->loop, &s->idle);
+    s->idle.data = s;
+    s->idle_inited = true;
+    s->handles++;
+    idle_arm(s);
+    uv_read_start((uv_stream_t *)&s->client, on_alloc, on_client_read);
+}
+
+/* ---- listeners --------------------------------------------------------------------------- */
+
+static int parse_hostport(const char *hp, struct sockaddr_storage *ss)
+{
+    char host[256];
+    const char *colon = strrchr(hp, ':');
+    if (!colon || (size_t)(colon - hp) >= sizeof host)
+        return AL_ERR;
+    size_t hl = (size_t)(colon - hp);
+    memcpy(host, hp, hl);
+    host[hl] = 0;
+    int port = atoi(colon + 1);
+    if (host[0] == '[' && hl > 2) {
+        host[hl - 1] = 0;
+        return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss) ? AL_ERR : AL_OK;
+    }
+    if (!strcmp(host, "localhost"))
+        snprintf(host, sizeof host, "127.0.0.1");
+    return uv_ip4_addr(host, port, (struct sockaddr_in *)ss) ? AL_ERR : AL_OK;
+}
+
+static bool is_http_listener(const al_target_conf_t *tc)
+{
+    return tc->listen && tc->protocol == AL_PROTO_HTTP;
+}
+
+int al_http_listen_all(al_runtime_t *rt)
+{
+    const al_config_t *cfg = rt->snap->cfg;
+    size_t nt = cfg->n_targets ? cfg->n_targets : 1;
+    al_tls_ctx_t **srv = al_xcalloc(nt, sizeof *srv), **cli = al_xcalloc(nt, sizeof *cli);
+    int **cnt = al_xcalloc(nt, sizeof *cnt);
+    for (size_t t = 0; t < nt; t++)
+        cnt[t] = al_xcalloc(1, sizeof(_Atomic int));
+    for (size_t t = 0; t < cfg->n_targets; t++) {
+        const al_target_conf_t *tc = &cfg->targets[t];
+        if (!is_http_listener(tc))
+            continue;
+        char err[512];
+        if (tc->tls != AL_TLS_OFF &&
+            !(srv[t] = al_tls_server_ctx(tc->tls_cert_file, tc->tls_key_file, err, sizeof err))) {
+            al_log(AL_LOG_ERROR, "cannot set up TLS for the target's listener", "target",
+                   tc->name, "error", err, NULL);
+            goto fail;
+        }
+        al_http_url_t u;
+        if (tc->upstream.url && !al_config_http_url(tc->upstream.url, &u) && u.https &&
+            !(cli[t] = al_tls_client_ctx(tc->upstream.ca_file, true, err, sizeof err))) {
+            al_log(AL_LOG_ERROR, "cannot set up TLS to the target's upstream", "target",
+                   tc->name, "error", err, NULL);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        w->http_fds = al_xcalloc(nt, sizeof *w->http_fds);
+        w->http_targets = al_xcalloc(nt, sizeof *w->http_targets);
+        w->http_tls = al_xcalloc(nt, sizeof *w->http_tls);
+        w->http_up_tls = al_xcalloc(nt, sizeof *w->http_up_tls);
+        w->http_count = al_xcalloc(nt, sizeof *w->http_count);
+        for (size_t t = 0; t < cfg->n_targets; t++) {
+            const al_target_conf_t *tc = &cfg->targets[t];
+            if (!is_http_listener(tc))
+                continue;
+            w->http_tls[w->n_http] = srv[t];
+            w->http_up_tls[w->n_http] = cli[t];
+            w->http_count[w->n_http] = cnt[t];
+            w->http_fds[w->n_http] = -1;
+            w->http_targets[w->n_http] = al_xstrdup(tc->name);
+            w->n_http++; /* owned from here: al_http_listen_close frees them */
+            struct sockaddr_storage ss;
+            memset(&ss, 0, sizeof ss);
+            if (parse_hostport(tc->listen, &ss) != AL_OK) {
+                al_log(AL_LOG_ERROR, "targets[].listen must be an IP:port address", "target",
+                       tc->name, "listen", tc->listen, NULL);
+                goto fail_owned;
+            }
+            int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            int one = 1;
+            socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                    : sizeof(struct sockaddr_in);
+            if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
+                bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
+                al_log(AL_LOG_ERROR, "cannot listen for the target", "target", tc->name,
+                       "listen", tc->listen, "error", strerror(errno), NULL);
+                if (fd >= 0)
+                    close(fd);
+                goto fail_owned;
+            }
+            w->http_fds[w->n_http - 1] = fd;
+            if (i == 0)
+                al_log(AL_LOG_INFO, "http listener", "target", tc->name, "listen", tc->listen,
+                       "tls", tc->tls == AL_TLS_OFF ? "off" : "required", "upstream",
+                       tc->upstream.url, NULL);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) /* counters of targets without a listener */
+        if (t >= cfg->n_targets || !is_http_listener(&cfg->targets[t]))
+            free(cnt[t]);
+    free(cnt);
+    free(srv);
+    free(cli);
+    return AL_OK;
+fail_owned:
+    /* Workers 0..i own references; worker 0's are freed once by
+     * al_http_listen_close, except targets no worker reached. */
+    for (size_t t = 0; t < nt; t++) {
+        bool owned = false;
+        for (size_t k = 0; k < rt->workers[0].n_http; k++)
+            owned |= rt->workers[0].http_count[k] == cnt[t];
+        if (!owned) {
+            free(cnt[t]);
+            al_tls_ctx_free(&srv[t]);
+            al_tls_ctx_free(&cli[t]);
+        }
+    }
+    free(cnt);
+    free(srv);
+    free(cli);
+    return AL_ERR;
+fail:
+    for (size_t t = 0; t < nt; t++) {
+        free(cnt[t]);
+        al_tls_ctx_free(&srv[t]);
+        al_tls_ctx_free(&cli[t]);
+    }
+    free(cnt);
+    free(srv);
+    free(cli);
+    return AL_ERR;
+}
+
+void al_http_listen_close(al_runtime_t *rt)
+{
+    for (int i = 0; rt->workers && i < rt->n_workers; i++) {
+        al_worker_t *w = &rt->workers[i];
+        for (size_t k = 0; k < w->n_http; k++) {
+            if (w->http_fds[k] >= 0)
+                close(w->http_fds[k]);
+            free(w->http_targets[k]);
+            if (i == 0) { /* contexts and counters are shared: free them once */
+                al_tls_ctx_t *a = w->http_tls[k], *b = w->http_up_tls[k];
+                al_tls_ctx_free(&a);
+                al_tls_ctx_free(&b);
+                free(w->http_count[k]);
+            }
+        }
+        al_free(&w->http_fds);
+        al_free(&w->http_targets);
+        al_free(&w->http_tls);
+        al_free(&w->http_up_tls);
+        al_free(&w->http_count);
+        w->n_http = 0;
+    }
+}
+
+int al_http_worker_start(al_worker_t *w)
+{
+    hw_t *hw = al_xcalloc(1, sizeof *hw);
+    hw->w = w;
+    w->http = hw;
+    pthread_mutex_init(&hw->lock, NULL);
+    uv_async_init(&w->loop, &hw->audit_async, on_audit_async);
+    hw->audit_async.data = hw;
+    hw->ls = al_xcalloc(w->n_http ? w->n_http : 1, sizeof *hw->ls);
+    for (size_t k = 0; k < w->n_http; k++) {
+        listener_t *l = &hw->ls[k];
+        l->hw = hw;
+        l->target = w->http_targets[k];
+        l->tls = w->http_tls[k];
+        l->up_tls = w->http_up_tls[k];
+        l->count = (_Atomic int *)w->http_count[k];
+        uv_tcp_init(&w->loop, &l->tcp);
+        l->tcp.data = l;
+        l->open = true;
+        hw->n_ls++;
+        if (uv_tcp_open(&l->tcp, w->http_fds[k]) != 0 ||
+            uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
+            al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target,
+                   NULL);
+            return AL_ERR;
+        }
+        w->http_fds[k] = -1; /* the handle owns it now */
+    }
+    return AL_OK;
+}
+
+void al_http_worker_drain(al_worker_t *w, bool force)
+{
+    hw_t *hw = w->http;
+    if (!hw)
+        return;
+    hw->draining = true;
+    for (size_t k = 0; k < hw->n_ls; k++)
+        if (hw->ls[k].open) {
+            hw->ls[k].open = false;
+            uv_close((uv_handle_t *)&hw->ls[k].tcp, NULL);
+        }
+    for (sess_t *s = hw->sessions, *n; s; s = n) {
+        n = s->next;
+        s->drain_close = true;
+        if (force || (s->st == S_HEAD && !s->active && !s->cin.len))
+            sess_close(s);
+    }
+    if (!hw->n_sessions && !hw->closed) {
+        pthread_mutex_lock(&hw->lock);
+        hw->closed = true;
+        pthread_mutex_unlock(&hw->lock);
+        uv_close((uv_handle_t *)&hw->audit_async, NULL);
+    }
+}
+
+void al_http_worker_free(al_worker_t *w)
+{
+    hw_t *hw = w->http;
+    if (!hw)
+        return;
+    for (pend_t *pd = hw->done, *n; pd; pd = n) {
+        n = pd->next;
+        free(pd);
+    }
+    pthread_mutex_destroy(&hw->lock);
+    free(hw->ls);
+    free(hw);
+    w->http = NULL;
+}
