@@ -94,15 +94,22 @@ static int workers_start(al_runtime_t *rt)
         w->snap = al_snapshot_ref(rt->snap);
         w->token_cache = al_token_cache_new(TOKEN_CACHE_SLOTS);
         pthread_mutex_init(&w->inbox_lock, NULL);
-        if (uv_loop_init(&w->loop) != 0 || uv_async_init(&w->loop, &w->wake, worker_on_wake) != 0)
+        if (uv_loop_init(&w->loop) != 0)
             return AL_ERR;
+        if (uv_async_init(&w->loop, &w->wake, worker_on_wake) != 0) {
+            uv_loop_close(&w->loop);
+            return AL_ERR;
+        }
+        w->loop_inited = true;
         w->wake.data = w;
     }
     if (al_pg_listen_all(rt) != AL_OK || al_http_listen_all(rt) != AL_OK)
         return AL_ERR;
-    for (int i = 0; i < rt->n_workers; i++)
+    for (int i = 0; i < rt->n_workers; i++) {
         if (pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]) != 0)
             return AL_ERR;
+        rt->workers[i].started = true;
+    }
     return AL_OK;
 }
 
@@ -136,8 +143,19 @@ static void workers_join(al_runtime_t *rt)
 {
     for (int i = 0; i < rt->n_workers; i++) {
         al_worker_t *w = &rt->workers[i];
-        pthread_join(w->thread, NULL);
-        uv_loop_close(&w->loop);
+        if (w->started) {
+            pthread_join(w->thread, NULL);
+        } else if (w->token_cache) {
+            /* Start-up failed before this worker ran: undo workers_start. */
+            if (w->loop_inited) {
+                uv_close((uv_handle_t *)&w->wake, NULL);
+                uv_run(&w->loop, UV_RUN_NOWAIT);
+            }
+            al_snapshot_unref(&w->snap);
+            al_token_cache_free(&w->token_cache);
+        }
+        if (w->loop_inited)
+            uv_loop_close(&w->loop);
         al_snapshot_unref(&w->inbox_snap);
         pthread_mutex_destroy(&w->inbox_lock);
     }

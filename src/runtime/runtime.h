@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "identity/identity.h"
+#include "net/listen.h"
 
 typedef struct al_snapshot {
     int refs;                 /* atomic */
@@ -43,18 +44,11 @@ typedef struct al_worker {
     al_snapshot_t *inbox_snap;     /* a newer snapshot to adopt */
     bool inbox_stop;               /* drain and exit */
     bool inbox_force;              /* drain timeout: close every session now */
+    bool loop_inited, started;     /* how far workers_start got */
     size_t active;                 /* in-flight connections */
-    int *pg_fds;                   /* listening sockets made by the control thread */
-    char **pg_targets;             /* their target names */
-    void **pg_tls, **pg_up_tls;    /* per listener: TLS contexts shared by all workers */
-    int **pg_count;                /* per listener: the target's open sessions (atomic, shared) */
-    size_t n_pg;
+    al_listen_set_t pg_ls;         /* listening sockets made by the control thread */
     void *pg;                      /* the PostgreSQL gateway's per-worker state */
-    int *http_fds;                 /* HTTP listeners, as the pg_* members */
-    char **http_targets;
-    void **http_tls, **http_up_tls;
-    int **http_count;
-    size_t n_http;
+    al_listen_set_t http_ls;       /* the same for HTTP targets */
     void *http;                    /* the HTTP gateway's per-worker state */
 } al_worker_t;
 

@@ -523,3 +523,19 @@ def test_pipelined_refusals_keep_order(gw, pg):
     assert kinds == b"12DCZEZ12DCZ", kinds
     assert b"42501" in out[5]
     s.close()
+
+
+def test_busy_listen_port_stops_start(tmp_path, pg):
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    cfg = tmp_path / "airlock.yaml"
+    cfg.write_text(CFG.replace("{admin}", f"127.0.0.1:{free_port()}")
+                   .replace("{data}", str(tmp_path / "var")).replace("{pgport}", str(port))
+                   .replace("{upport}", str(pg.port)))
+    r = subprocess.run([BIN, "serve", "-c", str(cfg)], capture_output=True, text=True, timeout=30)
+    busy.close()
+    assert r.returncode == 1, r.stderr
+    assert "cannot listen for the target" in r.stderr and "Address already in use" in r.stderr

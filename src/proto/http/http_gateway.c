@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "audit/audit.h"
+#include "net/listen.h"
 #include "net/tls.h"
 #include "policy/policy.h"
 #include "proto/http/http_gateway.h"
@@ -1645,159 +1646,42 @@ static void on_connection(uv_stream_t *srv, int status)
 
 /* ---- listeners --------------------------------------------------------------------------- */
 
-static int parse_hostport(const char *hp, struct sockaddr_storage *ss)
-{
-    char host[256];
-    const char *colon = strrchr(hp, ':');
-    if (!colon || (size_t)(colon - hp) >= sizeof host)
-        return AL_ERR;
-    size_t hl = (size_t)(colon - hp);
-    memcpy(host, hp, hl);
-    host[hl] = 0;
-    int port = atoi(colon + 1);
-    if (host[0] == '[' && hl > 2) {
-        host[hl - 1] = 0;
-        return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss) ? AL_ERR : AL_OK;
-    }
-    if (!strcmp(host, "localhost"))
-        snprintf(host, sizeof host, "127.0.0.1");
-    return uv_ip4_addr(host, port, (struct sockaddr_in *)ss) ? AL_ERR : AL_OK;
-}
-
 static bool is_http_listener(const al_target_conf_t *tc)
 {
     return tc->listen && tc->protocol == AL_PROTO_HTTP;
 }
 
+static bool http_up_tls(const al_target_conf_t *t, const char **ca, bool *verify)
+{
+    al_http_url_t u;
+    *ca = t->upstream.ca_file;
+    *verify = true; /* https upstreams are always verified */
+    return t->upstream.url && !al_config_http_url(t->upstream.url, &u) && u.https;
+}
+
+static const al_listen_spec_t http_spec = {"http", is_http_listener, http_up_tls};
+
 int al_http_listen_all(al_runtime_t *rt)
 {
-    const al_config_t *cfg = rt->snap->cfg;
-    size_t nt = cfg->n_targets ? cfg->n_targets : 1;
-    al_tls_ctx_t **srv = al_xcalloc(nt, sizeof *srv), **cli = al_xcalloc(nt, sizeof *cli);
-    int **cnt = al_xcalloc(nt, sizeof *cnt);
-    for (size_t t = 0; t < nt; t++)
-        cnt[t] = al_xcalloc(1, sizeof(_Atomic int));
-    for (size_t t = 0; t < cfg->n_targets; t++) {
-        const al_target_conf_t *tc = &cfg->targets[t];
-        if (!is_http_listener(tc))
-            continue;
-        char err[512];
-        if (tc->tls != AL_TLS_OFF &&
-            !(srv[t] = al_tls_server_ctx(tc->tls_cert_file, tc->tls_key_file, err, sizeof err))) {
-            al_log(AL_LOG_ERROR, "cannot set up TLS for the target's listener", "target",
-                   tc->name, "error", err, NULL);
-            goto fail;
-        }
-        al_http_url_t u;
-        if (tc->upstream.url && !al_config_http_url(tc->upstream.url, &u) && u.https &&
-            !(cli[t] = al_tls_client_ctx(tc->upstream.ca_file, true, err, sizeof err))) {
-            al_log(AL_LOG_ERROR, "cannot set up TLS to the target's upstream", "target",
-                   tc->name, "error", err, NULL);
-            goto fail;
-        }
-    }
-    for (int i = 0; i < rt->n_workers; i++) {
-        al_worker_t *w = &rt->workers[i];
-        w->http_fds = al_xcalloc(nt, sizeof *w->http_fds);
-        w->http_targets = al_xcalloc(nt, sizeof *w->http_targets);
-        w->http_tls = al_xcalloc(nt, sizeof *w->http_tls);
-        w->http_up_tls = al_xcalloc(nt, sizeof *w->http_up_tls);
-        w->http_count = al_xcalloc(nt, sizeof *w->http_count);
-        for (size_t t = 0; t < cfg->n_targets; t++) {
-            const al_target_conf_t *tc = &cfg->targets[t];
-            if (!is_http_listener(tc))
-                continue;
-            w->http_tls[w->n_http] = srv[t];
-            w->http_up_tls[w->n_http] = cli[t];
-            w->http_count[w->n_http] = cnt[t];
-            w->http_fds[w->n_http] = -1;
-            w->http_targets[w->n_http] = al_xstrdup(tc->name);
-            w->n_http++; /* owned from here: al_http_listen_close frees them */
-            struct sockaddr_storage ss;
-            memset(&ss, 0, sizeof ss);
-            if (parse_hostport(tc->listen, &ss) != AL_OK) {
-                al_log(AL_LOG_ERROR, "targets[].listen must be an IP:port address", "target",
-                       tc->name, "listen", tc->listen, NULL);
-                goto fail_owned;
-            }
-            int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            int one = 1;
-            socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                    : sizeof(struct sockaddr_in);
-            if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
-                bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
-                al_log(AL_LOG_ERROR, "cannot listen for the target", "target", tc->name,
-                       "listen", tc->listen, "error", strerror(errno), NULL);
-                if (fd >= 0)
-                    close(fd);
-                goto fail_owned;
-            }
-            w->http_fds[w->n_http - 1] = fd;
-            if (i == 0)
-                al_log(AL_LOG_INFO, "http listener", "target", tc->name, "listen", tc->listen,
-                       "tls", tc->tls == AL_TLS_OFF ? "off" : "required", "upstream",
-                       tc->upstream.url, NULL);
-        }
-    }
-    for (size_t t = 0; t < nt; t++) /* counters of targets without a listener */
-        if (t >= cfg->n_targets || !is_http_listener(&cfg->targets[t]))
-            free(cnt[t]);
-    free(cnt);
-    free(srv);
-    free(cli);
-    return AL_OK;
-fail_owned:
-    /* Workers 0..i own references; worker 0's are freed once by
-     * al_http_listen_close, except targets no worker reached. */
-    for (size_t t = 0; t < nt; t++) {
-        bool owned = false;
-        for (size_t k = 0; k < rt->workers[0].n_http; k++)
-            owned |= rt->workers[0].http_count[k] == cnt[t];
-        if (!owned) {
-            free(cnt[t]);
-            al_tls_ctx_free(&srv[t]);
-            al_tls_ctx_free(&cli[t]);
-        }
-    }
-    free(cnt);
-    free(srv);
-    free(cli);
-    return AL_ERR;
-fail:
-    for (size_t t = 0; t < nt; t++) {
-        free(cnt[t]);
-        al_tls_ctx_free(&srv[t]);
-        al_tls_ctx_free(&cli[t]);
-    }
-    free(cnt);
-    free(srv);
-    free(cli);
-    return AL_ERR;
+    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
+    int rc = al_listen_targets(rt->snap->cfg, &http_spec, rt->n_workers, sets);
+    for (int i = 0; rc == AL_OK && i < rt->n_workers; i++)
+        rt->workers[i].http_ls = sets[i];
+    free(sets);
+    return rc;
 }
 
 void al_http_listen_close(al_runtime_t *rt)
 {
-    for (int i = 0; rt->workers && i < rt->n_workers; i++) {
-        al_worker_t *w = &rt->workers[i];
-        for (size_t k = 0; k < w->n_http; k++) {
-            if (w->http_fds[k] >= 0)
-                close(w->http_fds[k]);
-            free(w->http_targets[k]);
-            if (i == 0) { /* contexts and counters are shared: free them once */
-                al_tls_ctx_t *a = w->http_tls[k], *b = w->http_up_tls[k];
-                al_tls_ctx_free(&a);
-                al_tls_ctx_free(&b);
-                free(w->http_count[k]);
-            }
-        }
-        al_free(&w->http_fds);
-        al_free(&w->http_targets);
-        al_free(&w->http_tls);
-        al_free(&w->http_up_tls);
-        al_free(&w->http_count);
-        w->n_http = 0;
+    if (!rt->workers)
+        return;
+    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
+    for (int i = 0; i < rt->n_workers; i++) {
+        sets[i] = rt->workers[i].http_ls;
+        rt->workers[i].http_ls = (al_listen_set_t){0};
     }
+    al_listen_close(sets, rt->n_workers);
+    free(sets);
 }
 
 int al_http_worker_start(al_worker_t *w)
@@ -1808,25 +1692,26 @@ int al_http_worker_start(al_worker_t *w)
     pthread_mutex_init(&hw->lock, NULL);
     uv_async_init(&w->loop, &hw->audit_async, on_audit_async);
     hw->audit_async.data = hw;
-    hw->ls = al_xcalloc(w->n_http ? w->n_http : 1, sizeof *hw->ls);
-    for (size_t k = 0; k < w->n_http; k++) {
+    hw->ls = al_xcalloc(w->http_ls.n ? w->http_ls.n : 1, sizeof *hw->ls);
+    for (size_t k = 0; k < w->http_ls.n; k++) {
         listener_t *l = &hw->ls[k];
+        al_listen_slot_t *sl = &w->http_ls.slots[k];
         l->hw = hw;
-        l->target = w->http_targets[k];
-        l->tls = w->http_tls[k];
-        l->up_tls = w->http_up_tls[k];
-        l->count = (_Atomic int *)w->http_count[k];
+        l->target = sl->target;
+        l->tls = sl->tls;
+        l->up_tls = sl->up_tls;
+        l->count = sl->count;
         uv_tcp_init(&w->loop, &l->tcp);
         l->tcp.data = l;
         l->open = true;
         hw->n_ls++;
-        if (uv_tcp_open(&l->tcp, w->http_fds[k]) != 0 ||
+        if (uv_tcp_open(&l->tcp, sl->fd) != 0 ||
             uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
             al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target,
                    NULL);
             return AL_ERR;
         }
-        w->http_fds[k] = -1; /* the handle owns it now */
+        sl->fd = -1; /* the handle owns it now */
     }
     return AL_OK;
 }

@@ -41,6 +41,7 @@
 #include "proto/pg/pg_auth.h"
 #include "proto/pg/pg_codec.h"
 #include "proto/pg/pg_gateway.h"
+#include "net/listen.h"
 #include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -2107,140 +2108,41 @@ static void on_connection(uv_stream_t *srv, int status)
 
 /* ---- listeners ---------------------------------------------------------------------- */
 
-static int parse_hostport(const char *hp, struct sockaddr_storage *ss)
+static bool pg_want(const al_target_conf_t *t)
 {
-    char host[256];
-    const char *colon = strrchr(hp, ':');
-    if (!colon || (size_t)(colon - hp) >= sizeof host)
-        return AL_ERR;
-    size_t hl = (size_t)(colon - hp);
-    memcpy(host, hp, hl);
-    host[hl] = 0;
-    int port = atoi(colon + 1);
-    if (host[0] == '[' && hl > 2) {
-        host[hl - 1] = 0;
-        return uv_ip6_addr(host + 1, port, (struct sockaddr_in6 *)ss) ? AL_ERR : AL_OK;
-    }
-    if (!strcmp(host, "localhost"))
-        strcpy(host, "127.0.0.1");
-    return uv_ip4_addr(host, port, (struct sockaddr_in *)ss) ? AL_ERR : AL_OK;
+    return t->listen && t->protocol == AL_PROTO_POSTGRES;
 }
+
+static bool pg_up_tls(const al_target_conf_t *t, const char **ca, bool *verify)
+{
+    *ca = t->upstream.ca_file;
+    *verify = t->upstream.sslmode == AL_SSLMODE_VERIFY_FULL;
+    return t->upstream.sslmode != AL_SSLMODE_DISABLE;
+}
+
+static const al_listen_spec_t pg_spec = {"postgres", pg_want, pg_up_tls};
 
 int al_pg_listen_all(al_runtime_t *rt)
 {
-    const al_config_t *cfg = rt->snap->cfg;
-    size_t nt = cfg->n_targets ? cfg->n_targets : 1;
-    /* TLS contexts: one per target, shared by every worker (read-only). */
-    al_tls_ctx_t **srv = al_xcalloc(nt, sizeof *srv), **cli = al_xcalloc(nt, sizeof *cli);
-    int **cnt = al_xcalloc(nt, sizeof *cnt);
-    for (size_t t = 0; t < nt; t++)
-        cnt[t] = al_xcalloc(1, sizeof(_Atomic int));
-    for (size_t t = 0; t < cfg->n_targets; t++) {
-        const al_target_conf_t *tc = &cfg->targets[t];
-        if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
-            continue;
-        char err[512];
-        if (tc->tls != AL_TLS_OFF &&
-            !(srv[t] = al_tls_server_ctx(tc->tls_cert_file, tc->tls_key_file, err, sizeof err))) {
-            al_log(AL_LOG_ERROR, "cannot set up TLS for the target's listener", "target",
-                   tc->name, "error", err, NULL);
-            goto fail;
-        }
-        const al_upstream_conf_t *u = &tc->upstream;
-        if (u->sslmode != AL_SSLMODE_DISABLE &&
-            !(cli[t] = al_tls_client_ctx(u->ca_file, u->sslmode == AL_SSLMODE_VERIFY_FULL, err,
-                                         sizeof err))) {
-            al_log(AL_LOG_ERROR, "cannot set up TLS to the target's upstream", "target",
-                   tc->name, "error", err, NULL);
-            goto fail;
-        }
-    }
-    for (int i = 0; i < rt->n_workers; i++) {
-        al_worker_t *w = &rt->workers[i];
-        w->pg_fds = al_xcalloc(nt, sizeof *w->pg_fds);
-        w->pg_targets = al_xcalloc(nt, sizeof *w->pg_targets);
-        w->pg_tls = al_xcalloc(nt, sizeof *w->pg_tls);
-        w->pg_up_tls = al_xcalloc(nt, sizeof *w->pg_up_tls);
-        w->pg_count = al_xcalloc(nt, sizeof *w->pg_count);
-        for (size_t t = 0; t < cfg->n_targets; t++) {
-            const al_target_conf_t *tc = &cfg->targets[t];
-            if (!tc->listen || tc->protocol != AL_PROTO_POSTGRES)
-                continue;
-            w->pg_tls[w->n_pg] = srv[t];
-            w->pg_up_tls[w->n_pg] = cli[t];
-            w->pg_count[w->n_pg] = cnt[t];
-            struct sockaddr_storage ss;
-            if (parse_hostport(tc->listen, &ss) != AL_OK) {
-                al_log(AL_LOG_ERROR, "targets[].listen must be an IP:port address", "target",
-                       tc->name, "listen", tc->listen, NULL);
-                return AL_ERR;
-            }
-            int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            int one = 1;
-            socklen_t sl = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                    : sizeof(struct sockaddr_in);
-            if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-                setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) ||
-                bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
-                al_log(AL_LOG_ERROR, "cannot listen for the target", "target", tc->name,
-                       "listen", tc->listen, "error", strerror(errno), NULL);
-                if (fd >= 0)
-                    close(fd);
-                return AL_ERR;
-            }
-            w->pg_fds[w->n_pg] = fd;
-            w->pg_targets[w->n_pg] = al_xstrdup(tc->name);
-            w->n_pg++;
-            if (i == 0)
-                al_log(AL_LOG_INFO, "postgres listener", "target", tc->name, "listen",
-                       tc->listen, "tls", tc->tls == AL_TLS_OFF ? "off"
-                                          : tc->tls == AL_TLS_OPTIONAL ? "optional" : "required",
-                       NULL);
-        }
-    }
-    for (size_t t = 0; t < nt; t++) /* counters of targets without a listener */
-        if (!cfg->targets || t >= cfg->n_targets || !cfg->targets[t].listen ||
-            cfg->targets[t].protocol != AL_PROTO_POSTGRES)
-            free(cnt[t]);
-    free(cnt);
-    free(srv);
-    free(cli);
-    return AL_OK;
-fail:
-    for (size_t t = 0; t < nt; t++)
-        free(cnt[t]);
-    free(cnt);
-    for (size_t t = 0; t < nt; t++) {
-        al_tls_ctx_free(&srv[t]);
-        al_tls_ctx_free(&cli[t]);
-    }
-    free(srv);
-    free(cli);
-    return AL_ERR;
+    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
+    int rc = al_listen_targets(rt->snap->cfg, &pg_spec, rt->n_workers, sets);
+    for (int i = 0; rc == AL_OK && i < rt->n_workers; i++)
+        rt->workers[i].pg_ls = sets[i];
+    free(sets);
+    return rc;
 }
 
 void al_pg_listen_close(al_runtime_t *rt)
 {
-    for (int i = 0; rt->workers && i < rt->n_workers; i++) {
-        al_worker_t *w = &rt->workers[i];
-        for (size_t k = 0; k < w->n_pg; k++) {
-            if (w->pg_fds[k] >= 0)
-                close(w->pg_fds[k]);
-            free(w->pg_targets[k]);
-            if (i == 0) { /* contexts and counters are shared: free them once */
-                al_tls_ctx_t *a = w->pg_tls[k], *b = w->pg_up_tls[k];
-                al_tls_ctx_free(&a);
-                al_tls_ctx_free(&b);
-                free(w->pg_count[k]);
-            }
-        }
-        al_free(&w->pg_fds);
-        al_free(&w->pg_targets);
-        al_free(&w->pg_tls);
-        al_free(&w->pg_up_tls);
-        al_free(&w->pg_count);
-        w->n_pg = 0;
+    if (!rt->workers)
+        return;
+    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
+    for (int i = 0; i < rt->n_workers; i++) {
+        sets[i] = rt->workers[i].pg_ls;
+        rt->workers[i].pg_ls = (al_listen_set_t){0};
     }
+    al_listen_close(sets, rt->n_workers);
+    free(sets);
 }
 
 int al_pg_worker_start(al_worker_t *w)
@@ -2256,24 +2158,25 @@ int al_pg_worker_start(al_worker_t *w)
     al_buf_init(&pw->mrow);
     al_buf_init(&pw->mcell);
     al_buf_init(&pw->mswap);
-    pw->ls = al_xcalloc(w->n_pg ? w->n_pg : 1, sizeof *pw->ls);
-    for (size_t k = 0; k < w->n_pg; k++) {
+    pw->ls = al_xcalloc(w->pg_ls.n ? w->pg_ls.n : 1, sizeof *pw->ls);
+    for (size_t k = 0; k < w->pg_ls.n; k++) {
         listener_t *l = &pw->ls[k];
+        al_listen_slot_t *sl = &w->pg_ls.slots[k];
         l->pw = pw;
-        l->target = w->pg_targets[k];
-        l->tls = w->pg_tls[k];
-        l->up_tls = w->pg_up_tls[k];
-        l->count = (_Atomic int *)w->pg_count[k];
+        l->target = sl->target;
+        l->tls = sl->tls;
+        l->up_tls = sl->up_tls;
+        l->count = sl->count;
         const al_target_conf_t *tc = al_config_target(w->snap->cfg, l->target);
         l->tls_mode = tc ? tc->tls : AL_TLS_REQUIRED;
         uv_tcp_init(&w->loop, &l->tcp);
         l->tcp.data = l;
-        if (uv_tcp_open(&l->tcp, w->pg_fds[k]) != 0 ||
+        if (uv_tcp_open(&l->tcp, sl->fd) != 0 ||
             uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
             al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target, NULL);
             return AL_ERR;
         }
-        w->pg_fds[k] = -1; /* the handle owns it now */
+        sl->fd = -1; /* the handle owns it now */
         l->open = true;
         pw->n_ls++;
     }
