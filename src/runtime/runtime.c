@@ -83,6 +83,30 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+int al_runtime_listen(al_runtime_t *rt, const al_listen_spec_t *spec, size_t set_off)
+{
+    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
+    int rc = al_listen_targets(rt->snap->cfg, spec, rt->n_workers, sets);
+    for (int i = 0; rc == AL_OK && i < rt->n_workers; i++)
+        *(al_listen_set_t *)((char *)&rt->workers[i] + set_off) = sets[i];
+    free(sets);
+    return rc;
+}
+
+void al_runtime_listen_close(al_runtime_t *rt, size_t set_off)
+{
+    if (!rt->workers)
+        return;
+    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
+    for (int i = 0; i < rt->n_workers; i++) {
+        al_listen_set_t *ws = (al_listen_set_t *)((char *)&rt->workers[i] + set_off);
+        sets[i] = *ws;
+        *ws = (al_listen_set_t){0};
+    }
+    al_listen_close(sets, rt->n_workers);
+    free(sets);
+}
+
 static int workers_start(al_runtime_t *rt)
 {
     rt->n_workers = al_runtime_worker_count(rt->snap->cfg);

@@ -74,6 +74,11 @@ typedef struct al_runtime {
  * cfg. Returns the process exit code. */
 int al_runtime_run(const char *config_path, al_config_t *cfg);
 
+/* Opens a gateway's listeners (net/listen.h) into each worker's set at
+ * byte offset `set_off` of al_worker_t, and closes them again. */
+int al_runtime_listen(al_runtime_t *rt, const al_listen_spec_t *spec, size_t set_off);
+void al_runtime_listen_close(al_runtime_t *rt, size_t set_off);
+
 /* Number of worker threads a config asks for (auto = cores). */
 int al_runtime_worker_count(const al_config_t *cfg);
 

@@ -29,6 +29,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1663,25 +1664,12 @@ static const al_listen_spec_t http_spec = {"http", is_http_listener, http_up_tls
 
 int al_http_listen_all(al_runtime_t *rt)
 {
-    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
-    int rc = al_listen_targets(rt->snap->cfg, &http_spec, rt->n_workers, sets);
-    for (int i = 0; rc == AL_OK && i < rt->n_workers; i++)
-        rt->workers[i].http_ls = sets[i];
-    free(sets);
-    return rc;
+    return al_runtime_listen(rt, &http_spec, offsetof(al_worker_t, http_ls));
 }
 
 void al_http_listen_close(al_runtime_t *rt)
 {
-    if (!rt->workers)
-        return;
-    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
-    for (int i = 0; i < rt->n_workers; i++) {
-        sets[i] = rt->workers[i].http_ls;
-        rt->workers[i].http_ls = (al_listen_set_t){0};
-    }
-    al_listen_close(sets, rt->n_workers);
-    free(sets);
+    al_runtime_listen_close(rt, offsetof(al_worker_t, http_ls));
 }
 
 int al_http_worker_start(al_worker_t *w)

@@ -28,6 +28,7 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2124,25 +2125,12 @@ static const al_listen_spec_t pg_spec = {"postgres", pg_want, pg_up_tls};
 
 int al_pg_listen_all(al_runtime_t *rt)
 {
-    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
-    int rc = al_listen_targets(rt->snap->cfg, &pg_spec, rt->n_workers, sets);
-    for (int i = 0; rc == AL_OK && i < rt->n_workers; i++)
-        rt->workers[i].pg_ls = sets[i];
-    free(sets);
-    return rc;
+    return al_runtime_listen(rt, &pg_spec, offsetof(al_worker_t, pg_ls));
 }
 
 void al_pg_listen_close(al_runtime_t *rt)
 {
-    if (!rt->workers)
-        return;
-    al_listen_set_t *sets = al_xcalloc((size_t)rt->n_workers, sizeof *sets);
-    for (int i = 0; i < rt->n_workers; i++) {
-        sets[i] = rt->workers[i].pg_ls;
-        rt->workers[i].pg_ls = (al_listen_set_t){0};
-    }
-    al_listen_close(sets, rt->n_workers);
-    free(sets);
+    al_runtime_listen_close(rt, offsetof(al_worker_t, pg_ls));
 }
 
 int al_pg_worker_start(al_worker_t *w)
