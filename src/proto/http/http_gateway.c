@@ -39,6 +39,7 @@
 
 #include "audit/audit.h"
 #include "net/listen.h"
+#include "net/write.h"
 #include "net/tls.h"
 #include "policy/policy.h"
 #include "proto/http/http_gateway.h"
@@ -179,20 +180,13 @@ static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 
 /* ---- writes ------------------------------------------------------------------------------ */
 
-typedef struct wreq {
-    uv_write_t req;
-    sess_t *s;
-    up_t *up; /* NULL: to the client */
-    char data[];
-} wreq_t;
-
 static size_t queued(uv_tcp_t *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t); }
 
 static void on_write(uv_write_t *r, int status)
 {
-    wreq_t *w = (wreq_t *)r;
-    sess_t *s = w->s;
-    up_t *up = w->up;
+    al_wreq_t *w = (al_wreq_t *)r;
+    sess_t *s = w->owner;
+    up_t *up = (up_t *)w->tag; /* NULL: to the client */
     free(w);
     if (s->st == S_CLOSING)
         return;
@@ -217,28 +211,8 @@ static void raw_send(sess_t *s, up_t *up, const void *p, size_t n)
     if (!n || s->st == S_CLOSING || (up && !up->connected))
         return;
     uv_stream_t *dst = up ? (uv_stream_t *)&up->tcp : (uv_stream_t *)&s->client;
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    int tw = uv_stream_get_write_queue_size(dst) ? UV_EAGAIN : uv_try_write(dst, &b, 1);
-    size_t done = tw > 0 ? (size_t)tw : 0;
-    if (tw < 0 && tw != UV_EAGAIN) {
+    if (al_stream_write(dst, p, n, on_write, s, (uintptr_t)up) != AL_OK)
         sess_close(s);
-        return;
-    }
-    if (done == n)
-        return;
-    wreq_t *w = malloc(sizeof *w + (n - done));
-    if (!w) {
-        sess_close(s);
-        return;
-    }
-    w->s = s;
-    w->up = up;
-    memcpy(w->data, (const char *)p + done, n - done);
-    b = uv_buf_init(w->data, (unsigned)(n - done));
-    if (uv_write(&w->req, dst, &b, 1, on_write) != 0) {
-        free(w);
-        sess_close(s);
-    }
 }
 
 static void tls_flush(sess_t *s, up_t *up)

@@ -43,6 +43,7 @@
 #include "proto/pg/pg_codec.h"
 #include "proto/pg/pg_gateway.h"
 #include "net/listen.h"
+#include "net/write.h"
 #include "net/tls.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -233,18 +234,11 @@ static bool tls_in(sess_t *s, bool client, const uint8_t *p, size_t n,
 
 /* ---- writes --------------------------------------------------------------------- */
 
-typedef struct wreq {
-    uv_write_t req;
-    sess_t *s;
-    bool to_client;
-    char data[];
-} wreq_t;
-
 static void on_write(uv_write_t *r, int status)
 {
-    wreq_t *w = (wreq_t *)r;
-    sess_t *s = w->s;
-    bool to_client = w->to_client;
+    al_wreq_t *w = (al_wreq_t *)r;
+    sess_t *s = w->owner;
+    bool to_client = w->tag != 0;
     free(w);
     if (status < 0) {
         sess_close(s);
@@ -270,29 +264,8 @@ static void raw_send(sess_t *s, bool to_client, const void *p, size_t n)
     uv_stream_t *dst = to_client ? (uv_stream_t *)&s->client : (uv_stream_t *)&s->server;
     if (to_client ? s->client_closed : (!s->server_inited || s->server_closed))
         return;
-    /* Try the socket first; queue only what it did not take. */
-    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    int tw = uv_stream_get_write_queue_size(dst) ? UV_EAGAIN : uv_try_write(dst, &b, 1);
-    size_t done = tw > 0 ? (size_t)tw : 0;
-    if (tw < 0 && tw != UV_EAGAIN) {
+    if (al_stream_write(dst, p, n, on_write, s, to_client) != AL_OK)
         sess_close(s);
-        return;
-    }
-    if (done == n)
-        return;
-    wreq_t *w = malloc(sizeof *w + (n - done));
-    if (!w) {
-        sess_close(s);
-        return;
-    }
-    w->s = s;
-    w->to_client = to_client;
-    memcpy(w->data, (const char *)p + done, n - done);
-    b = uv_buf_init(w->data, (unsigned)(n - done));
-    if (uv_write(&w->req, dst, &b, 1, on_write) != 0) {
-        free(w);
-        sess_close(s);
-    }
 }
 
 /* Ciphertext the TLS engine has for the socket. */
