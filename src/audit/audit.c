@@ -214,6 +214,8 @@ static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
     c->time_us = ev->time_us > 0 ? ev->time_us : (int64_t)(al_now() * 1e6);
     c->rows = ev->rows >= 0 ? ev->rows : -1;
     c->duration_us = ev->duration_us >= 0 ? ev->duration_us : -1;
+    c->bytes_up = ev->bytes_up >= 0 ? ev->bytes_up : -1;
+    c->bytes_down = ev->bytes_down >= 0 ? ev->bytes_down : -1;
     if (al_audit_uuid7(c->time_us, c->id) != AL_OK) {
         al_free(&it);
         return NULL;

@@ -92,6 +92,9 @@ typedef struct al_audit_event {
     const char *status;        /* protocol status: SQLSTATE, HTTP code, exit status */
     int64_t duration_us;       /* -1 unknown */
     const char *error;         /* error text from upstream, if any */
+    /* bytes relayed, for sessions and HTTP exchanges; -1 unknown */
+    int64_t bytes_up;          /* client -> upstream */
+    int64_t bytes_down;        /* upstream -> client */
 } al_audit_event_t;
 
 /* An event with every optional field absent (rows/duration -1). */

@@ -14,6 +14,8 @@ void al_audit_event_init(al_audit_event_t *ev)
     memset(ev, 0, sizeof *ev);
     ev->rows = -1;
     ev->duration_us = -1;
+    ev->bytes_up = -1;
+    ev->bytes_down = -1;
 }
 
 /* ---- canonical serialization (docs/audit.md "Chain format") ---------------
@@ -101,6 +103,12 @@ int al_audit_canonical(const al_audit_event_t *ev, al_buf_t *b)
     put_str(b, ev->status);
     put_i64(b, ev->duration_us);
     put_str(b, ev->error);
+    /* Added in store schema 2: appended only when known, so events written
+     * before (and events without byte counts) hash exactly as they did. */
+    if (ev->bytes_up >= 0 || ev->bytes_down >= 0) {
+        put_i64(b, ev->bytes_up >= 0 ? ev->bytes_up : -1);
+        put_i64(b, ev->bytes_down >= 0 ? ev->bytes_down : -1);
+    }
     return b->oom ? AL_ERR : AL_OK;
 }
 

@@ -199,6 +199,16 @@ int al_audit_event_json(const al_audit_event_t *ev, int64_t seq, const uint8_t *
         al_buf_puts(b, "null");
     key(b, "error");
     json_str(b, ev->error);
+    key(b, "bytes_up");
+    if (ev->bytes_up >= 0)
+        al_buf_printf(b, "%" PRId64, ev->bytes_up);
+    else
+        al_buf_puts(b, "null");
+    key(b, "bytes_down");
+    if (ev->bytes_down >= 0)
+        al_buf_printf(b, "%" PRId64, ev->bytes_down);
+    else
+        al_buf_puts(b, "null");
     if (prev_hash) {
         key(b, "prev_hash");
         json_hex(b, prev_hash);

@@ -29,19 +29,20 @@
 
 #include "audit/audit.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2 /* 2: bytes_up, bytes_down */
 #define APPLICATION_ID 0x61726c6b /* "arlk": `file` and tools can tell it is ours */
 
 /* Column order shared by INSERT and SELECT. */
 #define COLS                                                                                    \
     "seq, id, time_us, kind, session_id, agent, subject, issuer, groups, groups_truncated, "   \
     "target, protocol, action, action_truncated, class, tables, tables_truncated, decision, " \
-    "rule, reason, approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash"
+    "rule, reason, approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash, " \
+    "bytes_up, bytes_down"
 enum {
     C_SEQ, C_ID, C_TIME, C_KIND, C_SESSION, C_AGENT, C_SUBJECT, C_ISSUER, C_GROUPS, C_GROUPS_TR,
     C_TARGET, C_PROTOCOL, C_ACTION, C_ACTION_TR, C_CLASS, C_TABLES, C_TABLES_TR, C_DECISION,
     C_RULE, C_REASON, C_APPROVAL, C_REF, C_ROWS, C_STATUS, C_DURATION, C_ERROR, C_PREV, C_HASH,
-    C__COUNT
+    C_BYTES_UP, C_BYTES_DOWN, C__COUNT
 };
 
 static const char schema_sql[] =
@@ -57,7 +58,8 @@ static const char schema_sql[] =
     " tables_truncated INTEGER NOT NULL,"
     " decision TEXT, rule TEXT, reason TEXT, approval_id TEXT, ref_id TEXT,"
     " rows INTEGER, status TEXT, duration_us INTEGER, error TEXT,"
-    " prev_hash BLOB NOT NULL, hash BLOB NOT NULL);"
+    " prev_hash BLOB NOT NULL, hash BLOB NOT NULL,"
+    " bytes_up INTEGER, bytes_down INTEGER);"
     "CREATE INDEX IF NOT EXISTS audit_event_agent ON audit_event(agent);"
     "CREATE INDEX IF NOT EXISTS audit_event_target ON audit_event(target);"
     "CREATE INDEX IF NOT EXISTS audit_event_time ON audit_event(time_us);";
@@ -296,8 +298,21 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
                 goto fail;
             if (exec(s, schema_sql, "cannot create schema", err, cap) != AL_OK ||
                 exec(s, sql, "cannot create schema", err, cap) != AL_OK ||
-                exec(s, "PRAGMA user_version=1", "cannot create schema", err, cap) != AL_OK ||
+                exec(s, "PRAGMA user_version=2", "cannot create schema", err, cap) != AL_OK ||
                 exec(s, "COMMIT", "cannot create schema", err, cap) != AL_OK) {
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+                goto fail;
+            }
+            ver = SCHEMA_VERSION;
+        } else if (ver == 1) {
+            /* Schema 1 -> 2: byte counts. Old rows keep NULL, which hashes
+             * as it did (al_audit_canonical). */
+            if (exec(s, "BEGIN IMMEDIATE", "cannot upgrade schema", err, cap) != AL_OK)
+                goto fail;
+            if (exec(s, "ALTER TABLE audit_event ADD COLUMN bytes_up INTEGER;"
+                        "ALTER TABLE audit_event ADD COLUMN bytes_down INTEGER;"
+                        "PRAGMA user_version=2", "cannot upgrade schema", err, cap) != AL_OK ||
+                exec(s, "COMMIT", "cannot upgrade schema", err, cap) != AL_OK) {
                 sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
                 goto fail;
             }
@@ -329,6 +344,12 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
     if (query_int(s, "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='audit_event'",
                   &tables, err, cap) != AL_OK)
         goto fail;
+    if (ver == 1 && tables == 1) {
+        snprintf(err, cap,
+                 "audit store: cannot open: schema version 1 is from an older airlock; start "
+                 "`airlock serve` once to upgrade it in place, at %s", where);
+        goto fail;
+    }
     if (ver != SCHEMA_VERSION || tables != 1) {
         snprintf(err, cap,
                  "audit store: cannot open: not an airlock audit store (schema version %" PRId64
@@ -338,7 +359,7 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
     if (!read_only) {
         rc = sqlite3_prepare_v3(s->db,
                                 "INSERT INTO audit_event(" COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,"
-                                "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                 -1, SQLITE_PREPARE_PERSISTENT, &s->ins, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_prepare_v3(s->db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC "
@@ -516,6 +537,10 @@ static int bind_event(sq_store_t *s, int64_t seq, const al_audit_event_t *ev,
     rc |= bind_str(st, C_ERROR, ev->error);
     rc |= sqlite3_bind_blob(st, C_PREV + 1, prev, 32, SQLITE_STATIC);
     rc |= sqlite3_bind_blob(st, C_HASH + 1, hash, 32, SQLITE_STATIC);
+    rc |= ev->bytes_up >= 0 ? sqlite3_bind_int64(st, C_BYTES_UP + 1, ev->bytes_up)
+                            : sqlite3_bind_null(st, C_BYTES_UP + 1);
+    rc |= ev->bytes_down >= 0 ? sqlite3_bind_int64(st, C_BYTES_DOWN + 1, ev->bytes_down)
+                              : sqlite3_bind_null(st, C_BYTES_DOWN + 1);
     return rc ? SQLITE_RANGE : SQLITE_OK;
 }
 
@@ -635,6 +660,12 @@ static void decode_row(sq_store_t *s, sqlite3_stmt *st, al_audit_row_t *row)
                           ? -1
                           : sqlite3_column_int64(st, C_DURATION);
     ev->error = col_str(st, C_ERROR);
+    ev->bytes_up = sqlite3_column_type(st, C_BYTES_UP) == SQLITE_NULL
+                       ? -1
+                       : sqlite3_column_int64(st, C_BYTES_UP);
+    ev->bytes_down = sqlite3_column_type(st, C_BYTES_DOWN) == SQLITE_NULL
+                         ? -1
+                         : sqlite3_column_int64(st, C_BYTES_DOWN);
     row->prev_hash = sqlite3_column_blob(st, C_PREV);
     row->prev_len = (size_t)sqlite3_column_bytes(st, C_PREV);
     row->hash = sqlite3_column_blob(st, C_HASH);

@@ -73,6 +73,8 @@ static inline void full_event(al_audit_event_t *ev)
     ev->status = "SELECT 17";
     ev->duration_us = 12345;
     ev->error = "";
+    ev->bytes_up = 345;
+    ev->bytes_down = 67890;
 }
 
 /* A second, independent connection (not the library's). */

@@ -115,6 +115,8 @@ static int check_full(void *ud, const al_audit_row_t *row)
     assert_str_or_null(g->approval_id, w->approval_id);
     assert_str_or_null(g->ref_id, w->ref_id);
     assert_int_equal(g->rows, w->rows);
+    assert_int_equal(g->bytes_up, w->bytes_up);
+    assert_int_equal(g->bytes_down, w->bytes_down);
     assert_str_or_null(g->status, w->status);
     assert_int_equal(g->duration_us, w->duration_us);
     assert_str_or_null(g->error, w->error);
@@ -165,6 +167,7 @@ static void test_round_trip_every_field(void **st)
     assert_non_null(strstr(b.p, "\"tables\":[\"public.orders\",\"customers\"]"));
     assert_non_null(strstr(b.p, "\"approval_id\":\"appr-7\""));
     assert_non_null(strstr(b.p, "\"duration_ms\":12.345"));
+    assert_non_null(strstr(b.p, "\"bytes_up\":345,\"bytes_down\":67890"));
     assert_int_equal(b.p[0], '[');
     al_buf_free(&b);
     al_audit_store_close(&s);
@@ -372,6 +375,8 @@ static void test_verify_detects_tampering(void **st)
         {"UPDATE audit_event SET tables = '[\"public.other\"]' WHERE seq = 4", 4, "edited"},
         {"UPDATE audit_event SET time_us = time_us + 1 WHERE seq = 5", 5, "edited"},
         {"UPDATE audit_event SET error = NULL WHERE seq = 1", 1, "edited"},
+        {"UPDATE audit_event SET bytes_down = 1 WHERE seq = 4", 4, "edited"},
+        {"UPDATE audit_event SET bytes_up = NULL, bytes_down = NULL WHERE seq = 2", 2, "edited"},
         {"UPDATE audit_event SET tables = 'garbage' WHERE seq = 2", 2, "edited"},
         {"UPDATE audit_event SET hash = x'00' WHERE seq = 2", 2, "edited"},
         /* deleted: the next event no longer links */
@@ -385,7 +390,7 @@ static void test_verify_detects_tampering(void **st)
          "seq - 99 WHERE seq > 100; INSERT INTO audit_event SELECT 3, id, time_us, kind, "
          "session_id, agent, subject, issuer, groups, groups_truncated, target, protocol, action, "
          "action_truncated, class, tables, tables_truncated, decision, rule, reason, "
-         "approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash FROM "
+         "approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash, bytes_up, bytes_down FROM "
          "audit_event WHERE seq = 2", 3, "inserted"},
         /* edited and re-hashed, but the next event still points at the old hash */
         {"UPDATE audit_event SET hash = (SELECT hash FROM audit_event WHERE seq = 1) WHERE seq = 3",
@@ -412,6 +417,43 @@ static void test_verify_detects_tampering(void **st)
         assert_int_equal(v.events, want_events);
         tdir_remove(&t);
     }
+}
+
+/* A schema-1 store (before byte counts) is upgraded in place by a writer,
+ * its old events still verify, and new ones chain on. A read-only opener
+ * is told to start the gateway once. */
+static void test_schema1_upgrade(void **st)
+{
+    (void)st;
+    tdir_t t;
+    tdir_make(&t);
+    al_audit_t *a = open_writer(t.db, NULL);
+    al_audit_event_t ev;
+    full_event(&ev);
+    ev.bytes_up = ev.bytes_down = -1; /* what a schema-1 writer could store */
+    write_ok(a, &ev, NULL);
+    write_ok(a, &ev, NULL);
+    al_audit_close(&a);
+    tamper(t.db, "ALTER TABLE audit_event DROP COLUMN bytes_up; ALTER TABLE audit_event DROP "
+                 "COLUMN bytes_down; PRAGMA user_version=1");
+
+    al_audit_store_t *s = NULL;
+    char err[AL_AUDIT_ERR_SIZE];
+    assert_int_equal(al_audit_store_open(t.db, NULL, true, &s, err, sizeof err), AL_ERR);
+    assert_non_null(strstr(err, "airlock serve"));
+
+    a = open_writer(t.db, NULL); /* upgrades */
+    full_event(&ev);
+    write_ok(a, &ev, NULL);
+    al_audit_close(&a);
+    al_audit_verify_t v = verify_path(t.db);
+    assert_true(v.intact);
+    assert_int_equal(v.events, 3);
+    sqlite3 *db = db_open(t.db);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(db, "SELECT count(*) FROM audit_event WHERE bytes_down = 67890"), 1);
+    sqlite3_close(db);
+    tdir_remove(&t);
 }
 
 static int last_hashes(void *ud, const al_audit_row_t *row)
@@ -727,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_query_filters),
         cmocka_unit_test(test_verify_detects_tampering),
         cmocka_unit_test(test_chain_continues_across_reopen),
+        cmocka_unit_test(test_schema1_upgrade),
         cmocka_unit_test(test_read_only_store_fails_every_event),
         cmocka_unit_test_teardown(test_read_only_filesystem_refused, unmount_teardown),
         cmocka_unit_test(test_disk_full_max_bytes),
