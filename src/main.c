@@ -16,6 +16,8 @@ static const struct {
     {"audit", al_cmd_audit, "verify the audit chain, query audit events"},
     {"policy", al_cmd_policy, "explain the policy decision for an action"},
     {"mask", al_cmd_mask, "mask stdin with the masking config (try it on your data)"},
+    {"sessions", al_cmd_sessions, "list a running gateway's live sessions, kill one"},
+    {"agents", al_cmd_agents, "agent inventory and the kill switch (disable, enable)"},
 };
 
 static void usage(FILE *f)

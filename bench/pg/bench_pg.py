@@ -4,6 +4,14 @@ pooling) and through airlock, in one run on this machine; then 1,000 idle
 authenticated sessions held through airlock, with its RSS.
 
 usage: bench/pg/bench_pg.py BUILD_DIR [SECONDS_PER_RUN]
+
+BENCH_PG_MASK=1 runs only the masking comparison instead: a customers table
+(name, email, card, ssn, phone text columns), a pgbench script selecting
+one row by random id, through two airlock targets on the same upstream,
+one without masking and one with the ten detectors on every text value
+plus a column rule on ssn; -c 1 and -c 8, simple and prepared protocol,
+BENCH_PG_MASK_REPS (default 3) alternating runs each, median TPS and the
+drop (target: at most 15%).
 """
 import glob
 import os
@@ -21,6 +29,35 @@ BIN = os.path.abspath(os.path.join(sys.argv[1] if len(sys.argv) > 1 else "build"
 SECS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 PG = "/usr/lib/postgresql/15/bin"
 PGBENCH = f"{PG}/pgbench"
+MASK = os.environ.get("BENCH_PG_MASK") == "1"
+MASK_ROWS = 100000
+# Rows with a value for several detectors in every text column. SSN areas
+# 100-599 (never 666 or 9xx), Visa/Mastercard/Amex test card numbers.
+CUSTOMERS_SQL = f"""
+CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card text, ssn text,
+                        phone text);
+INSERT INTO customers
+SELECT g, 'Customer ' || g, 'user' || g || '@example.com',
+       (ARRAY['4111 1111 1111 1111', '5555555555554444', '3782 822463 10005',
+              '4012-8888-8888-1881'])[1 + g % 4],
+       (100 + g % 500)::text || '-' || lpad((1 + g % 98)::text, 2, '0') || '-' ||
+           lpad((1 + g % 9998)::text, 4, '0'),
+       '+1 415 555 ' || lpad((g % 10000)::text, 4, '0')
+FROM generate_series(1, {MASK_ROWS}) g;
+ANALYZE customers;
+"""
+MASK_SCRIPT = ("\\set id random(1, %d)\n"
+               "SELECT id, name, email, card, ssn, phone FROM customers WHERE id = :id;\n"
+               % MASK_ROWS)
+MASKING_YAML = """
+masking:
+  - targets: [app_masked]
+    detectors: [credit_card, us_ssn, email, phone, iban, ip_address, jwt, aws_key, private_key, api_key]
+    style: full
+  - targets: [app_masked]
+    columns: [ssn]
+    style: last4
+"""
 
 
 def free_port():
@@ -58,6 +95,7 @@ def main():
     os.chown(pwfile, pw.pw_uid, pw.pw_gid)
     data = os.path.join(base, "data")
     pgport, bport, aport, admport = free_port(), free_port(), free_port(), free_port()
+    mport = free_port()  # airlock's masked target (BENCH_PG_MASK)
     procs = []
     try:
         as_pg([f"{PG}/initdb", "-D", data, "-U", "bench", "--pwfile", pwfile,
@@ -69,8 +107,12 @@ def main():
         as_pg([f"{PG}/pg_ctl", "-D", data, "-w", "-l", os.path.join(base, "pg.log"), "start"])
         as_pg(["psql", "-h", base, "-p", str(pgport), "-U", "bench", "-d", "postgres", "-qc",
                "CREATE DATABASE app"])
-        as_pg([PGBENCH, "-i", "-s", "10", "-q", "-h", base, "-p", str(pgport), "-U", "bench",
-               "app"])
+        if MASK:
+            as_pg(["psql", "-h", base, "-p", str(pgport), "-U", "bench", "-d", "app", "-qc",
+                   CUSTOMERS_SQL])
+        else:
+            as_pg([PGBENCH, "-i", "-s", "10", "-q", "-h", base, "-p", str(pgport), "-U",
+                   "bench", "app"])
         # pgbouncer, session pooling, SCRAM to PostgreSQL
         bdir = os.path.join(base, "bouncer")
         os.makedirs(bdir)
@@ -84,14 +126,22 @@ def main():
         shutil.chown(bdir, "postgres")
         for f in os.listdir(bdir):
             shutil.chown(os.path.join(bdir, f), "postgres")
-        procs.append(subprocess.Popen(["runuser", "-u", "postgres", "--", "pgbouncer",
-                                       os.path.join(bdir, "pgbouncer.ini")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(bport)
+        if not MASK:
+            procs.append(subprocess.Popen(["runuser", "-u", "postgres", "--", "pgbouncer",
+                                           os.path.join(bdir, "pgbouncer.ini")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(bport)
         # airlock: reads allowed (async audit), writes allowed with strict audit
         adir = os.path.join(base, "airlock")
         os.makedirs(adir)
         cfg = os.path.join(adir, "airlock.yaml")
+        tlist = "app, app_masked" if MASK else "app"
+        masked_target = f"""  - name: app_masked
+    protocol: postgres
+    listen: 127.0.0.1:{mport}
+    tls: off
+    upstream: {{ host: 127.0.0.1, port: {pgport}, database: app, user: bench, password_env: BENCH_PG_PW }}
+"""
         open(cfg, "w").write(f"""
 server: {{ admin_listen: 127.0.0.1:{admport}, data_dir: {adir}/var, workers: {os.environ.get("BENCH_PG_WORKERS", "2")} }}
 dev_issuer: true
@@ -102,13 +152,13 @@ targets:
     listen: 127.0.0.1:{aport}
     tls: off
     upstream: {{ host: 127.0.0.1, port: {pgport}, database: app, user: bench, password_env: BENCH_PG_PW }}
-agents:
+{masked_target if MASK else ""}agents:
   - {{ name: bench, issuer: airlock-dev, subject: bench, owner: bench@example.com }}
 policies:
-  - {{ name: reads, who: [bench], targets: [app], when: {{ sql: [read] }}, action: allow }}
-  - {{ name: writes, who: [bench], targets: [app], when: {{ sql: [write] }}, action: allow, audit: strict }}
-  - {{ name: no-ddl, who: ["*"], targets: [app], when: {{ sql: [ddl, dcl, admin] }}, action: deny }}
-""")
+  - {{ name: reads, who: [bench], targets: [{tlist}], when: {{ sql: [read] }}, action: allow }}
+  - {{ name: writes, who: [bench], targets: [{tlist}], when: {{ sql: [write] }}, action: allow, audit: strict }}
+  - {{ name: no-ddl, who: ["*"], targets: [{tlist}], when: {{ sql: [ddl, dcl, admin] }}, action: deny }}
+""" + (MASKING_YAML if MASK else ""))
         env = dict(os.environ, BENCH_PG_PW=password)
         alog = open(os.path.join(adir, "airlock.log"), "w")
         ap = subprocess.Popen([BIN, "serve", "-c", cfg], env=env, stdout=alog, stderr=alog)
@@ -117,6 +167,10 @@ policies:
         token = subprocess.run([BIN, "token", "mint", "-c", cfg, "--agent", "bench", "--ttl",
                                 "12h"], check=True, capture_output=True, text=True).stdout.strip()
 
+        if MASK:
+            wait_port(mport)
+            mask_compare(base, aport, mport, token)
+            return
         routes = {"direct": (pgport, password), "pgbouncer": (bport, password),
                   "airlock": (aport, token)}
         results = {}
@@ -161,7 +215,47 @@ policies:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def mask_compare(base, port_off, port_on, token):
+    """Masking off vs on: the same script through the plain and the masked
+    target, alternating, BENCH_PG_MASK_REPS runs each; medians."""
+    env = dict(os.environ, PGPASSWORD=token, PGSSLMODE="disable")
+    q = "SELECT id, name, email, card, ssn, phone FROM customers WHERE id = 7"
+    got = {}
+    for name, port in (("off", port_off), ("on", port_on)):
+        got[name] = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "bench",
+                                    "-d", "app", "-Atc", q], env=env, check=True,
+                                   capture_output=True, text=True).stdout.strip()
+    print(f"row 7 without masking: {got['off']}\nrow 7 with masking:    {got['on']}")
+    if "@example.com" in got["on"] or "#" not in got["on"] or "#" in got["off"]:
+        raise RuntimeError("masking is not applied as configured")
+    script = os.path.join(base, "select_customer.sql")
+    open(script, "w").write(MASK_SCRIPT)
+    reps = int(os.environ.get("BENCH_PG_MASK_REPS", "3"))
+    print(f"\n{MASK_ROWS} customers, 5 text columns, 4 masked per row; {SECS} s per run, "
+          f"{reps} alternating runs, medians")
+    print(f"{'mode':8} {'c':>3} {'off tps':>9} {'p99 ms':>7} {'on tps':>9} {'p99 ms':>7} "
+          f"{'drop':>6}   runs off / on")
+    worst = 0.0
+    for mode in ("simple", "prepared"):
+        for c in (1, 8):
+            runs = {"off": [], "on": []}
+            for _ in range(reps):
+                for name, port in (("off", port_off), ("on", port_on)):
+                    runs[name].append(run_pgbench(base, port, token, script, mode, c))
+            med = {k: (statistics.median(t for t, _ in v), statistics.median(p for _, p in v))
+                   for k, v in runs.items()}
+            drop = 1 - med["on"][0] / med["off"][0]
+            worst = max(worst, drop)
+            print(f"{mode:8} {c:3} {med['off'][0]:9.0f} {med['off'][1]:7.2f} "
+                  f"{med['on'][0]:9.0f} {med['on'][1]:7.2f} {drop * 100:5.1f}%   " +
+                  " ".join(f"{t:.0f}" for t, _ in runs["off"]) + " / " +
+                  " ".join(f"{t:.0f}" for t, _ in runs["on"]), flush=True)
+    print(f"target: TPS drop at most 15%: {'met' if worst <= 0.15 else 'NOT met'} "
+          f"(worst {worst * 100:.1f}%)")
+
+
 def run_pgbench(base, port, password, script, mode, clients):
+    """script: "select" (-S), "tpcb" (built-in) or the path of a script file."""
     logdir = tempfile.mkdtemp(prefix="pgb-log-", dir=base)
     env = dict(os.environ, PGPASSWORD=password, PGSSLMODE="disable")
     args = [PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-M", mode,
@@ -169,6 +263,8 @@ def run_pgbench(base, port, password, script, mode, clients):
             "--log-prefix", os.path.join(logdir, "l")]
     if script == "select":
         args.append("-S")
+    elif script != "tpcb":
+        args += ["-f", script]
     args.append("app")
     r = subprocess.run(args, capture_output=True, text=True, env=env)
     if r.returncode != 0:

@@ -6,6 +6,7 @@
  * control thread's own token cache; an unknown kid waits for the rate-
  * limited JWKS refetch without blocking the loop.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -19,7 +20,9 @@
 #include "policy/policy.h"
 #include "proto/http/http_parser.h"
 #include "proto/http/http_path.h"
+#include "runtime/revoked.h"
 #include "runtime/runtime.h"
+#include "runtime/sessions.h"
 
 #define ADMIN_MAX_INPUT (80 * 1024)
 #define MAX_BODY (1024 * 1024)
@@ -29,6 +32,7 @@ typedef struct admin_req {
     char method[16];
     char path[2048];
     char target[2048];  /* path with its query, as received */
+    char param[256];    /* the {NAME} segment of a pattern route, percent-decoded */
     char *bearer;       /* owned copy of the token; wiped on release */
     size_t bearer_len;
     bool has_auth;      /* an Authorization header was present */
@@ -299,8 +303,16 @@ static al_tok_status_t verify_req(admin_conn_t *c, al_principal_t **p, al_verify
     memset(info, 0, sizeof *info);
     if (!c->req.bearer)
         return AL_TOK_MISSING_TOKEN;
-    return al_verify(rt->snap->verifier, c->a->cache, c->req.bearer, c->req.bearer_len, NULL,
-                     al_now(), p, info);
+    al_tok_status_t st = al_verify(rt->snap->verifier, c->a->cache, c->req.bearer,
+                                   c->req.bearer_len, NULL, al_now(), p, info);
+    if (st == AL_TOK_OK && al_revset_check(rt->revoked, *p) != AL_TOK_OK) {
+        /* The kill switch holds at the admin API too. The principal stays
+         * with the refusal, for its audit record; the caller releases it. */
+        info->detail = "this agent is disabled";
+        info->revoked_agent = (*p)->agent;
+        return AL_TOK_REVOKED;
+    }
+    return st;
 }
 
 static bool in_any(const al_principal_t *p, char **groups, size_t n)
@@ -348,6 +360,11 @@ static void run_authed(admin_conn_t *c, al_tok_status_t st, al_principal_t *p)
         ev.action = al_str_c(c->req.path);
         ev.decision = "deny";
         ev.reason = al_tok_reason(st);
+        if (p) { /* a revoked agent: who it was */
+            ev.agent = p->agent;
+            ev.subject = p->sub;
+            ev.issuer = p->iss;
+        }
         al_audit_submit_async(c->a->rt->audit, &ev, NULL);
         respond_unauthorized(c, st);
         return;
@@ -736,6 +753,317 @@ static void decide_committed(pend_t *pd)
 
 static void handle_decide(admin_conn_t *c) { authed(c, ROLE_ANY, decide_then); }
 
+/* ---- live sessions and the kill switch (runtime/sessions.h) ------------------------- */
+
+/* The optional {"reason": TEXT} body of kill/disable. Returns false after
+ * answering 400. *out borrows from *doc (json_decref it after use). */
+#define MAX_REASON 512
+static bool reason_of(admin_conn_t *c, json_t **doc, const char **out)
+{
+    *doc = NULL;
+    *out = "";
+    if (!c->req.body.len)
+        return true;
+    json_error_t je;
+    *doc = json_loadb(c->req.body.p, c->req.body.len, JSON_REJECT_DUPLICATES, &je);
+    json_t *r = json_object_get(*doc, "reason");
+    if (!json_is_object(*doc) || (r && !json_is_string(r)) ||
+        (r && strlen(json_string_value(r)) > MAX_REASON)) {
+        json_decref(*doc);
+        *doc = NULL;
+        respond_error(c, 400, "bad_request", "send {\"reason\": TEXT} (at most 512 bytes) or "
+                                             "no body");
+        return false;
+    }
+    if (r)
+        *out = json_string_value(r);
+    return true;
+}
+
+/* An admin change: who, what, why. Returns the event id in id. */
+static void record_change(admin_conn_t *c, const actor_t *who, const char *action,
+                          const char *reason, char id[AL_AUDIT_ID_SIZE])
+{
+    al_audit_event_t ev;
+    al_audit_event_init(&ev);
+    ev.kind = AL_AUDIT_KIND_ADMIN;
+    ev.protocol = "admin";
+    ev.agent = who->name;
+    if (who->p) {
+        ev.subject = who->p->sub;
+        ev.issuer = who->p->iss;
+        ev.groups = who->p->groups;
+        ev.n_groups = who->p->n_groups;
+    }
+    ev.action = al_str_c(action);
+    ev.decision = "allow";
+    ev.rule = who->bootstrap ? "bootstrap_token" : "admin_role";
+    ev.reason = reason && *reason ? reason : "no reason given";
+    id[0] = 0;
+    al_audit_submit_async(c->a->rt->audit, &ev, id);
+}
+
+static bool pct_decode(const char *seg, const char *end, char *param, size_t cap);
+
+static void sessions_then(admin_conn_t *c, const actor_t *who)
+{
+    AL_UNUSED(who);
+    char agent[256] = "";
+    const char *q = strchr(c->req.target, '?');
+    if (q && !strncmp(q + 1, "agent=", 6) &&
+        !pct_decode(q + 7, q + 7 + strcspn(q + 7, "&"), agent, sizeof agent)) {
+        respond_error(c, 400, "bad_request", "agent=NAME, percent-encoded");
+        return;
+    }
+    al_buf_t b;
+    al_buf_init(&b);
+    if (al_sess_list_json(c->a->rt, agent[0] ? agent : NULL, &b) != AL_OK)
+        respond_error(c, 500, "internal_error", NULL);
+    else
+        respond(c, 200, "application/json", NULL, b.p, b.len);
+    al_buf_free(&b);
+}
+
+static void handle_sessions(admin_conn_t *c) { authed(c, ROLE_AUDITOR, sessions_then); }
+
+static void kill_then(admin_conn_t *c, const actor_t *who)
+{
+    json_t *doc;
+    const char *reason;
+    if (!reason_of(c, &doc, &reason))
+        return;
+    const char *id = c->req.param;
+    char action[512], ev_id[AL_AUDIT_ID_SIZE];
+    snprintf(action, sizeof action, "sessions kill %s", id);
+    if (!al_sess_exists(c->a->rt, id)) {
+        json_decref(doc);
+        respond_error(c, 404, "not_found", "no live session has this id (airlock sessions list)");
+        return;
+    }
+    /* Audited first, so the session's end record can point at it. A session
+     * that ended in between is simply gone. */
+    record_change(c, who, action, reason, ev_id);
+    al_sess_kill(c->a->rt, id, reason, who->name, ev_id);
+    al_buf_t b;
+    al_buf_init(&b);
+    al_buf_puts(&b, "{\"session\":");
+    al_buf_json_str(&b, id, strlen(id));
+    al_buf_printf(&b, ",\"status\":\"killed\",\"audit_id\":\"%s\"}", ev_id);
+    respond(c, 200, "application/json", NULL, b.p, b.len);
+    al_buf_free(&b);
+    json_decref(doc);
+}
+
+static void handle_session_kill(admin_conn_t *c) { authed(c, ROLE_ADMIN, kill_then); }
+
+static void agent_json(al_buf_t *b, al_runtime_t *rt, const char *name,
+                       const al_agent_conf_t *a, size_t live, double seen)
+{
+    al_buf_puts(b, "{\"name\":");
+    al_buf_json_str(b, name, strlen(name));
+    const char *f[] = {"issuer", a ? a->issuer : NULL, "subject", a ? a->subject : NULL,
+                       "owner", a ? a->owner : NULL, "system", a ? a->system : NULL};
+    for (size_t i = 0; i < AL_ARRAY_LEN(f); i += 2) {
+        al_buf_printf(b, ",\"%s\":", f[i]);
+        if (f[i + 1])
+            al_buf_json_str(b, f[i + 1], strlen(f[i + 1]));
+        else
+            al_buf_puts(b, "null");
+    }
+    al_buf_puts(b, ",\"groups\":[");
+    for (size_t i = 0; a && i < a->n_groups; i++) {
+        al_buf_puts(b, i ? "," : "");
+        al_buf_json_str(b, a->groups[i], strlen(a->groups[i]));
+    }
+    al_buf_printf(b, "],\"in_inventory\":%s", a ? "true" : "false");
+    char t[40];
+    if (seen > 0)
+        al_buf_printf(b, ",\"last_seen\":\"%s\"", al_time_rfc3339(seen, t, sizeof t));
+    else
+        al_buf_puts(b, ",\"last_seen\":null");
+    al_buf_printf(b, ",\"sessions\":%zu", live);
+    const al_revoked_t *r = al_revset_find(rt->revoked, name);
+    al_buf_printf(b, ",\"status\":\"%s\",\"disabled\":", r ? "disabled" : "enabled");
+    if (!r) {
+        al_buf_puts(b, "null}");
+        return;
+    }
+    al_buf_puts(b, "{\"reason\":");
+    al_buf_json_str(b, r->reason, strlen(r->reason));
+    al_buf_puts(b, ",\"by\":");
+    al_buf_json_str(b, r->by, strlen(r->by));
+    al_buf_printf(b, ",\"at\":\"%s\",\"audit_id\":", al_time_rfc3339(r->at, t, sizeof t));
+    al_buf_json_str(b, r->event_id, strlen(r->event_id));
+    al_buf_puts(b, "}}");
+}
+
+static void agents_then(admin_conn_t *c, const actor_t *who)
+{
+    AL_UNUSED(who);
+    al_runtime_t *rt = c->a->rt;
+    const al_config_t *cfg = rt->snap->cfg;
+    /* Disabled names no longer in the inventory stay listed: they are still
+     * refused, and `enable` is how they leave the set. */
+    size_t n = 0, cap = cfg->n_agents + al_revset_count(rt->revoked);
+    const char **names = al_xcalloc(cap ? cap : 1, sizeof *names);
+    const al_agent_conf_t **conf = al_xcalloc(cap ? cap : 1, sizeof *conf);
+    for (size_t i = 0; i < cfg->n_agents; i++, n++) {
+        names[n] = cfg->agents[i].name;
+        conf[n] = &cfg->agents[i];
+    }
+    for (size_t i = 0; i < al_revset_count(rt->revoked); i++) {
+        const al_revoked_t *r = al_revset_at(rt->revoked, i);
+        if (!al_config_agent(cfg, r->agent))
+            names[n++] = r->agent;
+    }
+    size_t *live = al_xcalloc(n ? n : 1, sizeof *live);
+    double *seen = al_xcalloc(n ? n : 1, sizeof *seen);
+    al_sess_agent_stats(rt, names, n, live, seen);
+    al_buf_t b;
+    al_buf_init(&b);
+    al_buf_puts(&b, "{\"agents\":[");
+    for (size_t i = 0; i < n; i++) {
+        al_buf_puts(&b, i ? "," : "");
+        agent_json(&b, rt, names[i], conf[i], live[i], seen[i]);
+    }
+    al_buf_puts(&b, "]}");
+    free(names);
+    free(conf);
+    free(live);
+    free(seen);
+    if (b.oom)
+        respond_error(c, 500, "internal_error", NULL);
+    else
+        respond(c, 200, "application/json", NULL, b.p, b.len);
+    al_buf_free(&b);
+}
+
+static void handle_agents(admin_conn_t *c) { authed(c, ROLE_AUDITOR, agents_then); }
+
+static void disable_then(admin_conn_t *c, const actor_t *who)
+{
+    al_runtime_t *rt = c->a->rt;
+    const char *name = c->req.param;
+    json_t *doc;
+    const char *reason;
+    if (!reason_of(c, &doc, &reason))
+        return;
+    if (!al_config_agent(rt->snap->cfg, name) && !al_revset_find(rt->revoked, name)) {
+        /* A typo must not look like a revocation that worked. */
+        json_decref(doc);
+        respond_error(c, 404, "not_found", "no agent has this name in the inventory "
+                                           "(agents[].name; airlock agents list)");
+        return;
+    }
+    char action[512], ev_id[AL_AUDIT_ID_SIZE];
+    snprintf(action, sizeof action, "agents disable %s", name);
+    record_change(c, who, action, reason, ev_id);
+    size_t live = al_sess_count_agent(rt, name);
+    al_revoked_t e = {name, reason, who->name, ev_id, al_now()};
+    char err[1024];
+    int rc = al_killswitch_disable(rt, &e, err, sizeof err);
+    al_log(AL_LOG_WARN, "agent disabled (kill switch)", "agent", name, "by", who->name, NULL);
+    if (rc != AL_OK) {
+        respond_error(c, 500, "not_persisted", err);
+    } else {
+        al_buf_t b;
+        al_buf_init(&b);
+        al_buf_puts(&b, "{\"agent\":");
+        al_buf_json_str(&b, name, strlen(name));
+        al_buf_printf(&b, ",\"status\":\"disabled\",\"sessions_ended\":%zu,"
+                          "\"audit_id\":\"%s\"}", live, ev_id);
+        respond(c, 200, "application/json", NULL, b.p, b.len);
+        al_buf_free(&b);
+    }
+    json_decref(doc);
+}
+
+static void handle_agent_disable(admin_conn_t *c) { authed(c, ROLE_ADMIN, disable_then); }
+
+static void enable_then(admin_conn_t *c, const actor_t *who)
+{
+    al_runtime_t *rt = c->a->rt;
+    const char *name = c->req.param;
+    json_t *doc;
+    const char *reason;
+    if (!reason_of(c, &doc, &reason))
+        return;
+    char err[1024];
+    int rc = AL_AGAIN;
+    if (al_revset_find(rt->revoked, name))
+        rc = al_killswitch_enable(rt, name, err, sizeof err);
+    else if (!al_config_agent(rt->snap->cfg, name)) {
+        json_decref(doc);
+        respond_error(c, 404, "not_found", "no agent has this name in the inventory "
+                                           "(agents[].name; airlock agents list)");
+        return;
+    }
+    if (rc == AL_ERR) {
+        json_decref(doc);
+        respond_error(c, 500, "not_persisted", err);
+        return;
+    }
+    char action[512], ev_id[AL_AUDIT_ID_SIZE] = "";
+    if (rc == AL_OK) {
+        snprintf(action, sizeof action, "agents enable %s", name);
+        record_change(c, who, action, reason, ev_id);
+        al_log(AL_LOG_WARN, "agent enabled again", "agent", name, "by", who->name, NULL);
+    }
+    al_buf_t b;
+    al_buf_init(&b);
+    al_buf_puts(&b, "{\"agent\":");
+    al_buf_json_str(&b, name, strlen(name));
+    al_buf_printf(&b, ",\"status\":\"enabled\",\"was_disabled\":%s,\"audit_id\":",
+                  rc == AL_OK ? "true" : "false");
+    if (ev_id[0])
+        al_buf_printf(&b, "\"%s\"}", ev_id);
+    else
+        al_buf_puts(&b, "null}");
+    respond(c, 200, "application/json", NULL, b.p, b.len);
+    al_buf_free(&b);
+    json_decref(doc);
+}
+
+static void handle_agent_enable(admin_conn_t *c) { authed(c, ROLE_ADMIN, enable_then); }
+
+/* Percent-decodes (RFC 3986 §2.1) one path segment or query value
+ * [seg, end) into out. False for a '/', a control character, a bad escape,
+ * or no room. */
+static bool pct_decode(const char *seg, const char *end, char *param, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = seg; p < end; p++) {
+        int ch = (unsigned char)*p;
+        if (ch == '/')
+            return false;
+        if (ch == '%') {
+            unsigned v;
+            if (end - p < 3 || sscanf(p + 1, "%2x", &v) != 1 || !isxdigit((unsigned char)p[1]) ||
+                !isxdigit((unsigned char)p[2]))
+                return false;
+            ch = (int)v;
+            p += 2;
+        }
+        if (ch < 0x20 || ch == 0x7f || n + 1 >= cap)
+            return false;
+        param[n++] = (char)ch;
+    }
+    param[n] = 0;
+    return n > 0;
+}
+
+/* Matches path against a pattern whose one "*" stands for a single
+ * non-empty segment, decoded into param. */
+static bool match_param(const char *pattern, const char *path, char *param, size_t cap)
+{
+    const char *star = strchr(pattern, '*');
+    size_t pre = (size_t)(star - pattern), post = strlen(star + 1);
+    size_t len = strlen(path);
+    if (len <= pre + post || strncmp(path, pattern, pre) || strcmp(path + len - post, star + 1))
+        return false;
+    return pct_decode(path + pre, path + len - post, param, cap);
+}
+
 static void dispatch(admin_conn_t *c)
 {
     admin_req_t *r = &c->req;
@@ -753,10 +1081,20 @@ static void dispatch(admin_conn_t *c)
         {"/v1/whoami", "GET", handle_whoami},
         {"/v1/audit", "GET", handle_audit},
         {"/v1/decide", "POST", handle_decide},
+        {"/v1/sessions", "GET", handle_sessions},
+        {"/v1/agents", "GET", handle_agents},
+        /* pattern routes: "*" is one path segment (c->req.param) */
+        {"/v1/sessions/*/kill", "POST", handle_session_kill},
+        {"/v1/agents/*/disable", "POST", handle_agent_disable},
+        {"/v1/agents/*/enable", "POST", handle_agent_enable},
     };
     for (size_t i = 0; i < AL_ARRAY_LEN(routes); i++) {
-        if (strcmp(r->path, routes[i].path))
+        if (strchr(routes[i].path, '*')) {
+            if (!match_param(routes[i].path, r->path, r->param, sizeof r->param))
+                continue;
+        } else if (strcmp(r->path, routes[i].path)) {
             continue;
+        }
         if (strcmp(r->method, routes[i].method)) {
             char allow[64];
             snprintf(allow, sizeof allow, "Allow: %s\r\n", routes[i].method);

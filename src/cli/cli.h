@@ -12,6 +12,8 @@ int al_cmd_token(int argc, char **argv);
 int al_cmd_audit(int argc, char **argv);
 int al_cmd_policy(int argc, char **argv);
 int al_cmd_mask(int argc, char **argv);
+int al_cmd_sessions(int argc, char **argv);
+int al_cmd_agents(int argc, char **argv);
 
 #endif
 

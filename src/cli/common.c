@@ -9,6 +9,7 @@
 #include "identity/jws.h"
 #include "policy/masking.h"
 #include "policy/policy.h"
+#include "runtime/revoked.h"
 
 al_config_t *al_cli_load_config(const char *cfg_path)
 {
@@ -78,6 +79,22 @@ al_tok_status_t al_cli_verify_token(const al_config_t *cfg, const char *tok, siz
     if (v) {
         st = al_verify(v, NULL, tok, len, only_issuer, al_now(), out, info);
         al_verifier_free(&v);
+    }
+    if (st == AL_TOK_OK) {
+        /* The kill switch, as the gateway applies it (runtime/revoked.h);
+         * a revocation file that cannot be read fails closed there too. */
+        al_revset_t *rs = NULL;
+        char rerr[512];
+        if (al_revset_load(cfg->server.data_dir, &rs, rerr, sizeof rerr) != AL_OK) {
+            al_principal_unref(out);
+            info->detail = "server.data_dir/revoked.json cannot be read";
+            st = AL_TOK_INTERNAL;
+        } else if (al_revset_check(rs, *out) != AL_TOK_OK) {
+            al_principal_unref(out);
+            info->detail = "this agent is disabled (airlock agents enable NAME restores it)";
+            st = AL_TOK_REVOKED;
+        }
+        al_revset_unref(&rs);
     }
 out:
     al_jwks_mgr_free(&mgr);

@@ -1030,6 +1030,17 @@ static void upstream_proto_check(cfg_ctx_t *c, const al_target_conf_t *t,
                                        "only; remove it or use https", c->path);
         return;
     }
+    if (t->protocol == AL_PROTO_TCP) {
+        for (size_t i = 0; i < AL_ARRAY_LEN(upstream_keys); i++) {
+            const al__cfg_node_t *k = map_key(m, upstream_keys[i].name);
+            if (k && strcmp(upstream_keys[i].name, "connect_timeout"))
+                al__cfg_error_at(c->d, k, "%s.upstream.%s does not apply to a tcp target; list "
+                                          "the addresses a CONNECT may reach in 'upstreams: "
+                                          "[host:port, ...]' (only upstream.connect_timeout "
+                                          "applies)", c->path, upstream_keys[i].name);
+        }
+        return;
+    }
     for (size_t i = 0; i < AL_ARRAY_LEN(http_only); i++) {
         const al__cfg_node_t *k = map_key(m, http_only[i]);
         if (k)
@@ -1042,6 +1053,37 @@ static void upstream_proto_check(cfg_ctx_t *c, const al_target_conf_t *t,
                                   "<upstream host name or address>'", c->path);
 }
 
+/* targets[].upstreams (tcp): a non-empty list of host:port, each checked like
+ * `listen`, no entry twice. */
+static void parse_upstreams(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v,
+                            void *obj)
+{
+    if (v->kind != AL__CFG_SEQ || v->n == 0) {
+        al__cfg_error_at(c->d, v, "%s must be a non-empty list of host:port strings, e.g. "
+                                  "[db.internal:5432]", c->path);
+        return;
+    }
+    parse_strlist(c, k, v, obj);
+    for (size_t i = 0; i < v->n; i++) {
+        const al__cfg_node_t *it = v->kids[i];
+        if (it->bad || it->kind != AL__CFG_SCALAR || al__cfg_is_null(it) || !it->len ||
+            strlen(it->val) != it->len)
+            continue; /* reported by parse_strlist */
+        size_t mark = path_push(c, NULL, i, true);
+        const char *err = al__cfg_check_hostport(it->val);
+        if (err)
+            al__cfg_error_at(c->d, it, "%s %s; got '%s'", c->path, err, Q(it->val));
+        for (size_t j = 0; !err && j < i; j++)
+            if (v->kids[j]->kind == AL__CFG_SCALAR && v->kids[j]->val &&
+                !strcasecmp(v->kids[j]->val, it->val)) {
+                al__cfg_error_at(c->d, it, "%s: duplicate entry '%s' (first at line %d); keep "
+                                           "one", c->path, Q(it->val), v->kids[j]->line);
+                break;
+            }
+        path_pop(c, mark);
+    }
+}
+
 static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
                          void *obj)
 {
@@ -1049,9 +1091,22 @@ static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *
     const cfg_seen_t *listen = seen_get(s, seen, "listen");
     const cfg_seen_t *up = seen_get(s, seen, "upstream");
     const cfg_seen_t *tls = seen_get(s, seen, "tls");
+    const cfg_seen_t *ups = seen_get(s, seen, "upstreams");
+    bool tcp = t->protocol == AL_PROTO_TCP;
     if (up)
         upstream_proto_check(c, t, up);
-    if (listen && !up)
+    if (ups && !tcp)
+        al__cfg_error_at(c->d, ups->key, "%s.upstreams applies to tcp targets only; this "
+                                         "target's protocol is %s, whose upstream goes under "
+                                         "'upstream:'", c->path,
+                         al_proto_name(t->protocol));
+    if (tcp && listen && !ups)
+        al__cfg_error_at(c->d, listen->key, "%s: a tcp target with 'listen' needs 'upstreams: "
+                                            "[host:port, ...]', the addresses a CONNECT may "
+                                            "reach", c->path);
+    if (tcp && !(up && map_key(up->val, "connect_timeout")))
+        ((al_target_conf_t *)obj)->upstream.connect_timeout = 5;
+    if (listen && !up && !tcp)
         al__cfg_error_at(c->d, listen->key,
                          t->protocol == AL_PROTO_HTTP
                              ? "%s: a target with 'listen' needs 'upstream: { url: "
@@ -1059,21 +1114,51 @@ static void target_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *
                              : "%s: a target with 'listen' needs 'upstream: { host: ..., "
                                "port: ... }'",
                          c->path);
-    if (listen && t->protocol != AL_PROTO_POSTGRES && t->protocol != AL_PROTO_HTTP)
+    if (listen && t->protocol != AL_PROTO_POSTGRES && t->protocol != AL_PROTO_HTTP && !tcp)
         al__cfg_error_at(c->d, listen->key,
-                         "%s: data-path listeners exist so far for protocols postgres and "
-                         "http only",
+                         "%s: data-path listeners exist so far for protocols postgres, http "
+                         "and tcp only",
                          c->path);
-    if (listen && t->protocol == AL_PROTO_HTTP && t->tls == AL_TLS_OPTIONAL)
+    const cfg_seen_t *http = seen_get(s, seen, "http");
+    if (http && t->protocol != AL_PROTO_HTTP)
+        al__cfg_error_at(c->d, http->key, "%s.http applies to http targets only; this "
+                                          "target's protocol is %s", c->path,
+                         al_proto_name(t->protocol));
+    if (listen && (t->protocol == AL_PROTO_HTTP || tcp) && t->tls == AL_TLS_OPTIONAL)
         al__cfg_error_at(c->d, tls->val,
-                         "%s: an http listener takes 'tls: required' or 'tls: off', not "
-                         "optional", c->path);
+                         "%s: %s listener takes 'tls: required' or 'tls: off', not "
+                         "optional", c->path, tcp ? "a tcp" : "an http");
     if (listen && t->tls != AL_TLS_OFF && (!t->tls_cert_file || !t->tls_key_file))
         al__cfg_error_at(c->d, tls ? tls->val : listen->key,
                          "%s: TLS (the default, 'tls: required') needs tls_cert_file and "
                          "tls_key_file; or set 'tls: off' for a loopback-only listener",
                          c->path);
 }
+
+static const cfg_enum_t http_compressed[] = {
+    {"decompress", AL_HTTP_COMPRESSED_DECOMPRESS}, {"refuse", AL_HTTP_COMPRESSED_REFUSE},
+    {NULL, 0},
+};
+_Static_assert(sizeof(al_http_compressed_t) == sizeof(int), "CT_ENUM stores an int");
+
+#define H(m) .off = offsetof(al_http_conf_t, m)
+static const cfg_key_t http_keys[] = {
+    {"header_timeout", CT_DURATION, H(header_timeout), .lo = 0.1, .hi = 3600, .def = 30},
+    {"idle_timeout", CT_DURATION, H(idle_timeout), .lo = 0.1, .hi = 86400, .def = 60},
+    {"request_timeout", CT_DURATION, H(request_timeout), .lo = 0.1, .hi = 7 * DAY, .def = 300},
+    {"max_request_line", CT_INT, H(max_request_line), .lo = 64, .hi = 1 << 20, .def = 8192},
+    {"max_header_bytes", CT_INT, H(max_header_bytes), .lo = 256, .hi = 1 << 24, .def = 65536},
+    {"max_headers", CT_INT, H(max_headers), .lo = 1, .hi = 100, .def = 100},
+    {"redact_params", CT_STRLIST, H(redact_params),
+     .off_n = offsetof(al_http_conf_t, n_redact_params)},
+    {"pool_size", CT_INT, H(pool_size), .lo = 0, .hi = 100000, .def = 32},
+    {"max_mask_body", CT_INT, H(max_mask_body), .lo = 1024, .hi = 1 << 30, .def = 8 << 20},
+    {"compressed", CT_ENUM, H(compressed), .aux = http_compressed,
+     .def = AL_HTTP_COMPRESSED_DECOMPRESS},
+};
+#undef H
+static const cfg_schema_t http_schema = {http_keys, AL_ARRAY_LEN(http_keys),
+                                         sizeof(al_http_conf_t), -1, NULL};
 
 #define T(m) .off = offsetof(al_target_conf_t, m)
 static const cfg_key_t target_keys[] = {
@@ -1082,6 +1167,9 @@ static const cfg_key_t target_keys[] = {
     {"tls_cert_file", CT_PATH, T(tls_cert_file)},
     {"tls_key_file", CT_PATH, T(tls_key_file)},
     {"upstream", CT_MAP, T(upstream), .aux = &upstream_schema},
+    {"upstreams", CT_STRLIST, T(upstreams), .off_n = offsetof(al_target_conf_t, n_upstreams),
+     .lo = 1, .parse = parse_upstreams},
+    {"http", CT_MAP, T(http), .aux = &http_schema},
     {"session_grace", CT_DURATION, T(session_grace), .lo = 0, .hi = 7 * DAY, .def = 0},
     {"sasl_oauthbearer", CT_BOOL, T(sasl_oauthbearer), .def = 0},
     {"auth_timeout", CT_DURATION, T(auth_timeout), .lo = 0.1, .hi = 600, .def = 30},
@@ -1116,6 +1204,52 @@ static const cfg_key_t when_keys[] = {
 static const cfg_schema_t when_schema = {when_keys, AL_ARRAY_LEN(when_keys),
                                          sizeof(al_when_conf_t), -1, NULL};
 
+/* A webhook URL: http(s), https unless loopback (approval details are not
+ * sent in clear over a network); a query is allowed (some services carry
+ * their key there), userinfo and fragments are not. */
+static const char *check_webhook_url(const char *s)
+{
+    if (strchr(s, '#'))
+        return "must not contain a fragment ('#')";
+    const char *auth = strstr(s, "://");
+    if (auth && memchr(auth + 3, '@', strcspn(auth + 3, "/?")))
+        return "must not carry credentials (user@host); give a secret URL with url_env or "
+               "url_file, or secret headers";
+    size_t n = strcspn(s, "?");
+    char *base = al_xstrndup(s, n);
+    al_http_url_t u;
+    const char *err = al_config_http_url(base, &u);
+    if (!err && !u.https && !al__cfg_is_loopback(u.host.p, u.host.len))
+        err = "must use https (http is allowed only for loopback)";
+    al_free(&base);
+    return err;
+}
+
+#define WH(m) .off = offsetof(al_webhook_conf_t, m)
+static const cfg_key_t webhook_keys[] = {
+    {"url", CT_STR, WH(url), .check = check_webhook_url},
+    {"url_env", CT_STR, WH(url_env)},
+    {"url_file", CT_PATH, WH(url_file)},
+    {"slack", CT_BOOL, WH(slack), .def = 0},
+    {"headers", CT_LIST, WH(headers), .off_n = offsetof(al_webhook_conf_t, n_headers),
+     .aux = &header_free_schema, .parse = parse_headers},
+    {"tries", CT_INT, WH(tries), .lo = 1, .hi = 10, .def = 3},
+    {"timeout", CT_DURATION, WH(timeout), .lo = 0.1, .hi = 120, .def = 10},
+};
+#undef WH
+static void webhook_check(cfg_ctx_t *c, const cfg_schema_t *s, const cfg_seen_t *seen,
+                          void *obj)
+{
+    AL_UNUSED(obj);
+    const cfg_seen_t *u = seen_get(s, seen, "url"), *e = seen_get(s, seen, "url_env"),
+                     *f = seen_get(s, seen, "url_file");
+    if ((u != NULL) + (e != NULL) + (f != NULL) > 1)
+        al__cfg_error_at(c->d, (f ? f : e)->key, "%s: url, url_env and url_file are mutually "
+                                                 "exclusive; keep one", c->path);
+}
+static const cfg_schema_t webhook_schema = {webhook_keys, AL_ARRAY_LEN(webhook_keys),
+                                            sizeof(al_webhook_conf_t), -1, webhook_check};
+
 #define P(m) .off = offsetof(al_policy_conf_t, m)
 #define PL(m) P(m), .off_n = offsetof(al_policy_conf_t, n_##m), .parse = parse_audience
 static const cfg_key_t policy_keys[] = {
@@ -1133,6 +1267,7 @@ static const cfg_key_t policy_keys[] = {
     {"grant", CT_STR, P(grant), .defs = "once"},
     {"mode", CT_ENUM, P(mode), .aux = approval_modes, .def = AL_APPROVAL_WAIT},
     {"min_approvals", CT_INT, P(min_approvals), .lo = 1, .hi = 10, .def = 1},
+    {"webhook", CT_MAP, P(webhook), .aux = &webhook_schema},
     {"masking", CT_STRLIST, PL(masking), .lo = 1},
     {"audit", CT_ENUM, P(audit), .aux = audit_modes, .def = AL_AUDIT_MODE_DEFAULT},
 };
@@ -1190,6 +1325,18 @@ static const cfg_key_t audit_keys[] = {
 static const cfg_schema_t audit_schema = {audit_keys, AL_ARRAY_LEN(audit_keys),
                                           sizeof(al_audit_conf_t), -1, NULL};
 
+#define AP(m) .off = offsetof(al_approvals_conf_t, m)
+static const cfg_key_t approvals_keys[] = {
+    {"path", CT_PATH, AP(path)},
+    {"public_url", CT_STR, AP(public_url), .check = check_http_url},
+    {"webhook", CT_MAP, AP(webhook), .aux = &webhook_schema},
+    {"max_pending_per_agent", CT_INT, AP(max_pending_per_agent), .lo = 1, .hi = 100000,
+     .def = 64},
+};
+#undef AP
+static const cfg_schema_t approvals_schema = {approvals_keys, AL_ARRAY_LEN(approvals_keys),
+                                              sizeof(al_approvals_conf_t), -1, NULL};
+
 #define MC(m) .off = offsetof(al_mask_custom_conf_t, m)
 static const cfg_key_t mask_custom_keys[] = {
     {"name", CT_NAME, MC(name), .hint = "add 'name: <detector name>'"},
@@ -1235,6 +1382,7 @@ static const cfg_key_t root_keys[] = {
      .aux = &policy_schema},
     {"admin", CT_MAP, R(admin), .aux = &admin_schema},
     {"audit", CT_MAP, R(audit), .aux = &audit_schema},
+    {"approvals", CT_MAP, R(approvals), .aux = &approvals_schema},
     {"masking", CT_LIST, R(masking), .off_n = offsetof(al_config_t, n_masking),
      .aux = &masking_schema},
     {"mask_key_env", CT_STR, R(mask_key_env)},

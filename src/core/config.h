@@ -125,11 +125,32 @@ typedef struct al_upstream_conf {
     char *password_file; /* secret: file path (mode 0600) */
     al_sslmode_t sslmode;
     char *ca_file;
-    double connect_timeout;
+    double connect_timeout; /* seconds; default 10, 5 for a tcp target */
     char *url;           /* HTTP: "http[s]://host[:port][/base]" (al_config_http_url) */
     al_http_header_conf_t *headers; /* HTTP: injected credential headers */
     size_t n_headers;
 } al_upstream_conf_t;
+
+typedef enum al_http_compressed {
+    AL_HTTP_COMPRESSED_DECOMPRESS = 0, /* gzip/deflate bodies decoded, masked, sent plain */
+    AL_HTTP_COMPRESSED_REFUSE,         /* any encoded body to be masked is a 502 */
+} al_http_compressed_t;
+
+/* HTTP targets: timeouts, parser caps, pooling (docs/http.md). */
+typedef struct al_http_conf {
+    double header_timeout;  /* a request head from its first byte, and a response
+                               head after the request went out; default 30s */
+    double idle_timeout;    /* a kept-alive connection between requests; default 60s */
+    double request_timeout; /* one whole exchange; default 300s */
+    int max_request_line;   /* bytes, CRLF included; default 8192 */
+    int max_header_bytes;   /* whole head; default 65536 */
+    int max_headers;        /* field lines; default 100 */
+    char **redact_params; size_t n_redact_params; /* query parameters audited as REDACTED,
+                                                      besides the built-in list */
+    int pool_size;          /* idle upstream connections kept per worker; default 32 */
+    int max_mask_body;      /* bytes of a response body buffered to mask it; default 8 MiB */
+    al_http_compressed_t compressed;
+} al_http_conf_t;
 
 /* Something agents reach through airlock. */
 typedef struct al_target_conf {
@@ -140,6 +161,8 @@ typedef struct al_target_conf {
     char *tls_cert_file;
     char *tls_key_file;
     al_upstream_conf_t upstream;
+    char **upstreams;     /* tcp: "host:port" entries a CONNECT may name */
+    size_t n_upstreams;
     double session_grace; /* how long a session may outlive its token; default 0 */
     bool sasl_oauthbearer; /* postgres: ask for SASL OAUTHBEARER (RFC 7628) instead of
                               a cleartext password (PostgreSQL 18+ clients) */
@@ -148,6 +171,7 @@ typedef struct al_target_conf {
     /* SQL class (al_sql_class_t as int) of a function missing from the
      * side-effect table; default read. */
     int sql_default_function_class;
+    al_http_conf_t http;  /* protocol http only */
     int line;
 } al_target_conf_t;
 
@@ -184,6 +208,27 @@ typedef enum al_approval_mode {
     AL_APPROVAL_RETRY,
 } al_approval_mode_t;
 
+/* Approvals: where a new approval request is announced (docs/approvals.md).
+ * The URL is given by exactly one of url (not secret), url_env or url_file
+ * (secret, e.g. a Slack incoming-webhook URL): read when a notification is
+ * sent, never logged. https is required except for loopback. */
+typedef struct al_webhook_conf {
+    char *url;
+    char *url_env;
+    char *url_file;
+    bool slack;          /* add a Slack-compatible "text" field to the body */
+    al_http_header_conf_t *headers; /* secret headers (env/file), e.g. Authorization */
+    size_t n_headers;
+    int tries;           /* attempts per notification, default 3 */
+    double timeout;      /* per attempt, default 10s */
+} al_webhook_conf_t;
+
+/* True when w names a URL (a webhook is configured). */
+static inline bool al_webhook_set(const al_webhook_conf_t *w)
+{
+    return w->url || w->url_env || w->url_file;
+}
+
 typedef struct al_policy_conf {
     char *name;
     char **who; size_t n_who;         /* agent, group:X, issuer:X, * */
@@ -196,6 +241,7 @@ typedef struct al_policy_conf {
     char *grant;                      /* once | session | target | duration */
     al_approval_mode_t mode;
     int min_approvals;
+    al_webhook_conf_t webhook;        /* approve rules: replaces approvals.webhook */
     char **masking; size_t n_masking; /* masking references */
     al_audit_mode_t audit;
     int line;
@@ -218,6 +264,14 @@ typedef struct al_audit_conf {
     double flush_interval;   /* async batches, default 50ms */
     int queue_size;          /* default 65536 */
 } al_audit_conf_t;
+
+/* The `approvals:` section. */
+typedef struct al_approvals_conf {
+    char *path;          /* default <data_dir>/approvals.db */
+    char *public_url;    /* base URL of the admin API, for approve links */
+    al_webhook_conf_t webhook; /* every approval request, unless its rule has one */
+    int max_pending_per_agent; /* default 64 */
+} al_approvals_conf_t;
 
 /* A custom masking detector: a regex (Hyperscan PCRE subset). */
 typedef struct al_mask_custom_conf {
@@ -248,6 +302,7 @@ typedef struct al_config {
     al_server_conf_t server;
     al_admin_conf_t admin;
     al_audit_conf_t audit;
+    al_approvals_conf_t approvals;
     al_target_conf_t *targets;
     size_t n_targets;
     al_policy_conf_t *policies;

@@ -117,6 +117,9 @@ typedef struct al_verify_info {
                                   with refetch_ticket) and verify once more */
     uint64_t refetch_ticket;
     bool cache_hit;
+    const char *revoked_agent; /* AL_TOK_REVOKED (kill switch, runtime/revoked.h): the
+                                  disabled agent, for the audit record; borrowed from
+                                  the revocation set, valid during the caller's callback */
 } al_verify_info_t;
 
 /* Verifies a token. On AL_TOK_OK, *out is a new principal reference. cache

@@ -580,6 +580,11 @@ static al_mask_rc_t mask_form(const al_mask_engine_t *e, al_mask_scratch_t *s, c
 
 /* ---- entry point ---------------------------------------------------------------------- */
 
+bool al_mask_http_maskable(al_str_t content_type)
+{
+    return body_kind(content_type) != BODY_PASS;
+}
+
 al_mask_rc_t al_mask_http_body(const al_mask_engine_t *e, al_mask_scratch_t *s,
                                al_str_t content_type, const char *body, size_t len,
                                al_buf_t *out, al_mask_stats_t *stats)

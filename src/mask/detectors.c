@@ -118,7 +118,10 @@ static bool card_layout(const card_grp_t *g, size_t k)
     return false;
 }
 
-/* Not glued to a word, a '+' (phone) or a decimal point. */
+/* Not glued to a word, a '+' (phone) or a decimal point. A ',' between
+ * digits is a CSV field separator ("42,4111111111111111,12/27") far more
+ * often than a decimal comma in front of a 13-19 digit fraction, so only
+ * '.' counts as a decimal point. */
 static bool num_left_ok(const al__mask_text_t *t, size_t s)
 {
     int c = AT((ptrdiff_t)s - 1);
@@ -126,7 +129,7 @@ static bool num_left_ok(const al__mask_text_t *t, size_t s)
         return true;
     if (wordish(c) || c == '+')
         return false;
-    return !((c == '.' || c == ',') && digh(AT((ptrdiff_t)s - 2)));
+    return !(c == '.' && digh(AT((ptrdiff_t)s - 2)));
 }
 
 static bool num_right_ok(const al__mask_text_t *t, size_t e)
@@ -136,7 +139,7 @@ static bool num_right_ok(const al__mask_text_t *t, size_t e)
         return true;
     if (wordish(c))
         return false;
-    return !((c == '.' || c == ',') && digh(AT(e + 1)));
+    return !(c == '.' && digh(AT(e + 1)));
 }
 
 static size_t check_card(const al__mask_text_t *t, size_t to, al__mask_span_t *out,
@@ -206,6 +209,11 @@ static size_t check_card(const al__mask_text_t *t, size_t to, al__mask_span_t *o
             for (size_t k = i; k <= j; k++)
                 for (size_t q = g[k].s; q < g[k].e && nd < sizeof d; q++)
                     d[nd++] = p[q];
+            /* An unbroken 13-digit run that is also a valid EAN-13 is taken
+             * for a product code (German GS1 prefixes 400-440 look like
+             * Visa-13); a card with that property is missed. */
+            if (nd == 13 && i == j && al__mask_gtin13_ok(d))
+                continue;
             if (al__mask_card_iin(d, nd) && al__mask_luhn(d, nd))
                 n = push(out, n, g[i].s, g[j].e);
         }
@@ -314,6 +322,9 @@ static size_t check_email(const al__mask_text_t *t, size_t to, al__mask_span_t *
         ls++;
     if (ls == at_ || p[at_ - 1] == '.')
         return 0;
+    /* "logo@2x.png": an image scale suffix (@2x, @3x), not a host. */
+    if (dig(AT(at_ + 1)) && (AT(at_ + 2) | 0x20) == 'x' && AT(at_ + 3) == '.')
+        return 0;
     size_t pos = at_ + 1, best = 0, labels = 0;
     for (;;) {
         size_t s = pos;
@@ -349,8 +360,10 @@ static size_t check_email(const al__mask_text_t *t, size_t to, al__mask_span_t *
  *     optional "(0)" trunk prefix: +1 415 555 2671, +44 (0)20 7946 0958;
  *   NANP: [1] (NXX) NXX-XXXX with area and exchange starting 2-9:
  *     415-555-2671, (415) 555-2671, 1-800-555-0199;
- *   national trunk-prefixed: 0 + 10-11 digits in 2-5 groups of 2-5:
- *     020 7946 0958, 01 23 45 67 89, (030) 1234 5678.
+ *   national trunk-prefixed: 10-11 digits, an area code of 2-5 starting
+ *     with 0 then groups of 2-4, or one subscriber group of up to 8:
+ *     020 7946 0958, 01 23 45 67 89, 01.23.45.67.89, (030) 1234 5678,
+ *     030 12345678, 07700 900123.
  * Bare digit runs (timestamps, ids) never match without a '+'. A window may
  * start or end inside a longer run only at a space. */
 typedef struct ph_grp {
@@ -377,15 +390,22 @@ static bool phone_layout(bool plus, const ph_grp_t *g, size_t ng, size_t digits)
     if (g[0].first != '0' || ng < 2 || ng > 5 || digits < 10 || digits > 11 || g[0].len < 2 ||
         g[0].len > 5)
         return false;
+    /* After the area code: one subscriber group of up to 8 digits
+     * (030 12345678, 07700 900123, 06-12345678), or groups of 2-4. '.'
+     * joins only the French pairs 0X.XX.XX.XX.XX. */
+    bool pairs = ng == 5;
+    for (size_t k = 0; k < ng; k++)
+        pairs &= g[k].len == 2;
+    size_t maxlen = ng == 2 ? 8 : 4;
     uint8_t sep = 0;
     for (size_t k = 1; k < ng; k++) {
-        if (g[k].par || g[k].len < 2 || g[k].len > 4)
+        if (g[k].par || g[k].len < 2 || g[k].len > maxlen)
             return false;
         if (g[k].sep == 0) {
             if (!(k == 1 && g[0].par))
                 return false;
         } else {
-            if (g[k].sep == '.' || (sep && g[k].sep != sep))
+            if ((g[k].sep == '.' && !pairs) || (sep && g[k].sep != sep))
                 return false;
             sep = g[k].sep;
         }
@@ -837,10 +857,24 @@ static size_t check_pem(const al__mask_text_t *t, size_t to, al__mask_span_t *ou
  *   "api_key": "sk_live_...", X-Api-Key: ..., PASSWORD=..., token=... .
  * The value must look like a secret (al__mask_secret_value_ok): a short or
  * low-entropy password is not found here (use a column rule). */
+/* True when the match ending at `to` lies in an ARN ("arn:aws:secretsmanager:
+ * eu-west-1:...": the name "secretsmanager" is a service, not a key). */
+static bool arn_char(int c) { return alnum(c) || c == ':' || c == '/' || c == '-' || c == '_' || c == '.'; }
+
+static bool in_arn(const al__mask_text_t *t, size_t to)
+{
+    size_t i = to, lim = to > 128 ? to - 128 : 0;
+    while (i > lim && arn_char(t->p[i - 1]))
+        i--;
+    return i + 4 <= t->len && memcmp(t->p + i, "arn:", 4) == 0;
+}
+
 static size_t check_api(const al__mask_text_t *t, size_t to, al__mask_span_t *out,
                         size_t *skip_to)
 {
     const uint8_t *p = t->p;
+    if (in_arn(t, to))
+        return 0;
     size_t vs = to;
     for (int k = 0; k < 4 && vs < t->len && (p[vs] == ' ' || p[vs] == '\t' || p[vs] == '"' ||
                                                p[vs] == '\'');
@@ -862,11 +896,12 @@ static size_t check_api(const al__mask_text_t *t, size_t to, al__mask_span_t *ou
     "private[_-]?key|credentials?|session[_-]?key)"
 #define KV_SEP "[\"']?[ \\t]{0,4}(?:=>|[:=])[ \\t]{0,4}[\"']?"
 
-/* Prefilters are chosen for Hyperscan speed: each one led by a digit class
- * costs about a nanosecond per byte of digit-dense text, so there are few
- * of them and they are narrow; the validators search around the match,
+/* Prefilters are chosen for speed; the validators search around the match,
  * so a prefilter only has to land somewhere inside every value it serves.
- * (bench/mask measures the set.) */
+ * Hyperscan runs the literal-led ones; the ones led by a class (digits,
+ * hex, letters) name a shape and are matched bit-parallel by prefilter.c
+ * with the same results, because in Hyperscan each cost about a
+ * nanosecond per byte of digit-dense text. (bench/mask measures the set.) */
 #define IBAN_CC                                                                                \
     "(?:AD|AE|AL|AT|AZ|BA|BE|BG|BH|BR|BY|CH|CR|CY|CZ|DE|DK|DO|EE|EG|ES|FI|FO|FR|GB|GE|GI|GL|"    \
     "GR|GT|HR|HU|IE|IL|IQ|IS|IT|JO|KW|KZ|LB|LC|LI|LT|LU|LV|MC|MD|ME|MK|MR|MT|MU|NL|NO|PK|PL|"    \
@@ -875,28 +910,34 @@ static size_t check_api(const al__mask_text_t *t, size_t to, al__mask_span_t *ou
 const al__mask_pattern_t al__mask_patterns[] = {
     /* 13 digits in a row, or the start of a 4-4-4-x or 4-6-x layout */
     {AL_MASK_DET_CREDIT_CARD, "\\d{13}|\\d{4}[ -]\\d{4}[ -]\\d{4}[ -]\\d|\\d{4}[ -]\\d{6}[ -]\\d{4}", 0,
-     check_card},
-    {AL_MASK_DET_US_SSN, "\\d{3}[ -]\\d{2}[ -]\\d{4}", 0, check_ssn},
-    {AL_MASK_DET_EMAIL, "[A-Za-z0-9._%+-]@[A-Za-z0-9-]{1,63}\\.[A-Za-z]", 0, check_email},
+     check_card, AL__MASK_SHAPE_CARD},
+    {AL_MASK_DET_US_SSN, "\\d{3}[ -]\\d{2}[ -]\\d{4}", 0, check_ssn, AL__MASK_SHAPE_SSN},
+    {AL_MASK_DET_EMAIL, "[A-Za-z0-9._%+-]@[A-Za-z0-9-]{1,63}\\.[A-Za-z]", 0, check_email,
+     AL__MASK_SHAPE_NONE, AL__MASK_DB_EMAIL},
     /* E.164; NANP (3-3-4 or ")" 3-4); trunk-prefixed national (a 4-4
-     * tail, or French pairs) */
+     * tail, French pairs, or a 3-digit area code and 7 digits) */
     {AL_MASK_DET_PHONE, "\\+[1-9]\\d{0,3}[ .(-]{0,2}\\d", 0, check_phone},
-    {AL_MASK_DET_PHONE, "\\d{3}[ .-]\\d{3}[ .-]\\d{4}|\\)[ ]?\\d{3}[ .-]\\d{4}", 0, check_phone},
-    {AL_MASK_DET_PHONE, "\\d{4}[ -]?\\d{4}", 0, check_phone},
-    {AL_MASK_DET_PHONE, "0\\d(?:[ .-]\\d\\d){4}", 0, check_phone},
-    {AL_MASK_DET_IBAN, IBAN_CC "\\d{2} ?[A-Z0-9]{4}", 0, check_iban},
-    {AL_MASK_DET_IP_ADDRESS, "\\d\\.\\d{1,3}\\.\\d{1,3}\\.\\d", 0, check_ipv4},
-    {AL_MASK_DET_IP_ADDRESS, "[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){7}", 0, check_ipv6},
+    {AL_MASK_DET_PHONE, "\\d{3}[ .-]\\d{3}[ .-]\\d{4}|\\)[ ]?\\d{3}[ .-]\\d{4}", 0, check_phone,
+     AL__MASK_SHAPE_NANP},
+    {AL_MASK_DET_PHONE, "\\d{4}[ -]?\\d{4}", 0, check_phone, AL__MASK_SHAPE_PHONE44},
+    {AL_MASK_DET_PHONE, "0\\d(?:[ .-]\\d\\d){4}|0\\d\\d[ -]\\d{7}", 0, check_phone,
+     AL__MASK_SHAPE_NATIONAL},
+    {AL_MASK_DET_IBAN, IBAN_CC "\\d{2} ?[A-Z0-9]{4}", 0, check_iban, AL__MASK_SHAPE_IBAN},
+    {AL_MASK_DET_IP_ADDRESS, "\\d\\.\\d{1,3}\\.\\d{1,3}\\.\\d", 0, check_ipv4, AL__MASK_SHAPE_IPV4},
+    {AL_MASK_DET_IP_ADDRESS, "[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){7}", 0, check_ipv6,
+     AL__MASK_SHAPE_IPV6_FULL},
     {AL_MASK_DET_IP_ADDRESS, "[0-9A-Fa-f]::|::[0-9A-Fa-f]", 0, check_ipv6},
     {AL_MASK_DET_JWT, "eyJ[A-Za-z0-9_-]{10,}\\.", 0, check_jwt},
-    {AL_MASK_DET_JWT, "bearer[ \\t]{1,4}[A-Za-z0-9._~+/-]{16}", HS_FLAG_CASELESS, check_bearer},
+    {AL_MASK_DET_JWT, "bearer[ \\t]{1,4}[A-Za-z0-9._~+/-]{16}", HS_FLAG_CASELESS, check_bearer,
+     AL__MASK_SHAPE_NONE, AL__MASK_DB_NAMES},
     {AL_MASK_DET_AWS_KEY,
      "(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}", 0,
      check_aws_id},
     {AL_MASK_DET_AWS_KEY, "(?:aws[_-]?)?secret[_-]?(?:access[_-]?)?key" KV_SEP, HS_FLAG_CASELESS,
-     check_aws_secret},
+     check_aws_secret, AL__MASK_SHAPE_NONE, AL__MASK_DB_NAMES},
     {AL_MASK_DET_PRIVATE_KEY, "-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----", 0, check_pem},
-    {AL_MASK_DET_API_KEY, API_NAMES "[a-z0-9_-]{0,24}" KV_SEP, HS_FLAG_CASELESS, check_api},
+    {AL_MASK_DET_API_KEY, API_NAMES "[a-z0-9_-]{0,24}" KV_SEP, HS_FLAG_CASELESS, check_api,
+     AL__MASK_SHAPE_NONE, AL__MASK_DB_NAMES},
 };
 const size_t al__mask_n_patterns = AL_ARRAY_LEN(al__mask_patterns);
 

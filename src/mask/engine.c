@@ -1,6 +1,6 @@
-/* engine.c - building an engine from a config snapshot: rule checks, one
- * Hyperscan database for every enabled detector, the keyed HMAC context;
- * reference counting; per-thread scratch. */
+/* engine.c - building an engine from a config snapshot: rule checks, the
+ * Hyperscan databases and prefilter shapes of the enabled detectors, the
+ * keyed HMAC context; reference counting; per-thread scratch. */
 #include <limits.h>
 #include <openssl/core_names.h>
 #include <stdio.h>
@@ -94,7 +94,8 @@ static void engine_free(al_mask_engine_t *e)
 {
     if (!e)
         return;
-    hs_free_database(e->db);
+    for (size_t g = 0; g < AL__MASK_DB__COUNT; g++)
+        hs_free_database(e->dbs[g]);
     for (size_t i = 0; i < e->n_rules; i++) {
         al_free(&e->rules[i].name);
         al_free(&e->rules[i].pattern);
@@ -280,20 +281,25 @@ static al_mask_rc_t build_db(al_mask_engine_t *e, al_buf_t *detail)
     if (n == 0)
         return AL_MASK_OK;
     e->pats = al_calloc(n, sizeof *e->pats);
-    const char **exprs = al_calloc(n, sizeof *exprs);
-    unsigned *flags = al_calloc(n, sizeof *flags), *ids = al_calloc(n, sizeof *ids);
+    const char **exprs = al_calloc(n * AL__MASK_DB__COUNT, sizeof *exprs);
+    unsigned *flags = al_calloc(n * AL__MASK_DB__COUNT, sizeof *flags);
+    unsigned *ids = al_calloc(n * AL__MASK_DB__COUNT, sizeof *ids);
     al_mask_rc_t rc = AL_MASK_OK;
     if (!e->pats || !exprs || !flags || !ids) {
         rc = AL_MASK_E_NOMEM;
         goto out;
     }
+    /* Hyperscan expressions by database (shapes go to prefilter.c):
+     * exprs/flags/ids hold group g's at [g * n, g * n + n_hs[g]). */
+    size_t n_hs[AL__MASK_DB__COUNT] = {0};
     for (size_t i = 0; i < e->n_rules; i++) {
         const al__mask_rule_t *r = &e->rules[i];
         if (r->det == AL_MASK_DET_CUSTOM) {
+            size_t j = AL__MASK_DB_CUSTOM * n + n_hs[AL__MASK_DB_CUSTOM]++;
             e->pats[e->n_pats] = (al__mask_pat_t){NULL, (uint32_t)i, r->det};
-            exprs[e->n_pats] = r->pattern;
-            flags[e->n_pats] = HS_FLAG_SOM_LEFTMOST;
-            ids[e->n_pats] = (unsigned)e->n_pats;
+            exprs[j] = r->pattern;
+            flags[j] = HS_FLAG_SOM_LEFTMOST;
+            ids[j] = (unsigned)e->n_pats;
             e->n_pats++;
             continue;
         }
@@ -302,22 +308,34 @@ static al_mask_rc_t build_db(al_mask_engine_t *e, al_buf_t *detail)
             if (bp->det != r->det)
                 continue;
             e->pats[e->n_pats] = (al__mask_pat_t){bp->check, (uint32_t)i, r->det};
-            exprs[e->n_pats] = bp->re;
-            flags[e->n_pats] = bp->flags;
-            ids[e->n_pats] = (unsigned)e->n_pats;
+            if (bp->shape != AL__MASK_SHAPE_NONE) {
+                e->shapes |= 1u << bp->shape;
+                e->shape_pat[bp->shape] = (uint32_t)e->n_pats;
+            } else {
+                size_t j = bp->db * n + n_hs[bp->db]++;
+                exprs[j] = bp->re;
+                flags[j] = bp->flags;
+                ids[j] = (unsigned)e->n_pats;
+            }
             e->n_pats++;
         }
     }
-    hs_compile_error_t *ce = NULL;
-    if (hs_compile_multi(exprs, flags, ids, (unsigned)e->n_pats, HS_MODE_BLOCK, NULL, &e->db,
-                         &ce) != HS_SUCCESS) {
-        const char *name = "?";
-        if (ce && ce->expression >= 0 && (size_t)ce->expression < e->n_pats)
-            name = e->rules[e->pats[ce->expression].rule].name;
-        rc = fail(detail, AL_MASK_E_BAD_PATTERN, "detector \"%s\": Hyperscan: %s", name,
-                  ce && ce->message ? ce->message : "compile failed");
-        hs_free_compile_error(ce);
-        e->db = NULL;
+    for (size_t g = 0; g < AL__MASK_DB__COUNT && rc == AL_MASK_OK; g++) {
+        if (n_hs[g] == 0)
+            continue;
+        hs_compile_error_t *ce = NULL;
+        if (hs_compile_multi(exprs + g * n, flags + g * n, ids + g * n, (unsigned)n_hs[g],
+                             HS_MODE_BLOCK, NULL, &e->dbs[g], &ce) != HS_SUCCESS) {
+            const char *name = "?";
+            if (ce && ce->expression >= 0 && (size_t)ce->expression < n_hs[g])
+                name = e->rules[e->pats[ids[g * n + (size_t)ce->expression]].rule].name;
+            rc = fail(detail, AL_MASK_E_BAD_PATTERN, "detector \"%s\": Hyperscan: %s", name,
+                      ce && ce->message ? ce->message : "compile failed");
+            hs_free_compile_error(ce);
+            e->dbs[g] = NULL;
+        } else {
+            e->has_db = true;
+        }
     }
 out:
     free(exprs);
@@ -471,8 +489,9 @@ al_mask_rc_t al_mask_scratch_alloc(const al_mask_engine_t *e, al_mask_scratch_t 
     if (fresh && !(s = al_calloc(1, sizeof *s)))
         return AL_MASK_E_NOMEM;
     al_mask_rc_t rc = AL_MASK_OK;
-    if (e->db && hs_alloc_scratch(e->db, &s->hs) != HS_SUCCESS)
-        rc = AL_MASK_E_NOMEM;
+    for (size_t g = 0; g < AL__MASK_DB__COUNT && rc == AL_MASK_OK; g++)
+        if (e->dbs[g] && hs_alloc_scratch(e->dbs[g], &s->hs) != HS_SUCCESS)
+            rc = AL_MASK_E_NOMEM;
     if (rc == AL_MASK_OK && e->n_pats > s->skip_cap) {
         size_t *k = al_realloc(s->skip, e->n_pats * sizeof *k);
         if (k) {
@@ -525,7 +544,9 @@ void al_mask_scratch_free(al_mask_scratch_t **ps)
     hs_free_scratch(s->hs);
     al_free(&s->skip);
     al_free(&s->hits.v);
+    al_free(&s->hits.tmp);
     al_free(&s->hits2.v);
+    al_free(&s->hits2.tmp);
     al_buf_free(&s->doc);
     al_buf_free(&s->segs);
     al_buf_free(&s->map);
@@ -535,7 +556,7 @@ void al_mask_scratch_free(al_mask_scratch_t **ps)
 
 al_mask_rc_t al__mask_scratch_enter(const al_mask_engine_t *e, al_mask_scratch_t *s)
 {
-    if (s->busy || e->n_pats > s->skip_cap || (e->db && !s->hs))
+    if (s->busy || e->n_pats > s->skip_cap || (e->has_db && !s->hs))
         return AL_MASK_E_SCRATCH;
     s->busy = true;
     return AL_MASK_OK;

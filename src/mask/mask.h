@@ -8,9 +8,11 @@
  * never a socket. docs/masking.md says what each detector matches and
  * what it deliberately does not.
  *
- * How it works: every enabled detector contributes one or more Hyperscan
- * patterns to ONE block-mode database per config snapshot. A built-in
- * pattern is a prefilter: a match only hands an end offset to the
+ * How it works: every enabled detector contributes one or more prefilter
+ * patterns, compiled once per config snapshot: literal-led ones into a few
+ * Hyperscan block-mode databases, class-led ones (digit groups, IPv4, IBAN,
+ * IPv6) into a bit-parallel matcher with the same results (prefilter.c). A
+ * built-in pattern is a prefilter: a match only hands an end offset to the
  * detector's validator (detectors.c), which finds the value's extent by a
  * bounded scan around that offset and checks it (Luhn, mod-97, SSN area
  * rules, entropy, base64url header, ...). Validators run only on
@@ -290,6 +292,10 @@ al_mask_rc_t al_mask_value(const al_mask_engine_t *e, al_mask_style_t style,
  * Returns AL_MASK_OK (forward the original), AL_MASK_MASKED (forward out)
  * or an error (forward nothing). The body must be whole and decoded
  * (no Content-Encoding, no chunk framing). */
+/* True when al_mask_http_body would look into a body of this Content-Type
+ * (JSON, form, text, or none): the proxy buffers only those. */
+bool al_mask_http_maskable(al_str_t content_type);
+
 al_mask_rc_t al_mask_http_body(const al_mask_engine_t *e, al_mask_scratch_t *s,
                                al_str_t content_type, const char *body, size_t len,
                                al_buf_t *out, al_mask_stats_t *stats);

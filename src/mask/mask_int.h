@@ -39,21 +39,87 @@ typedef struct al__mask_span {
 typedef size_t (*al__mask_check_fn)(const al__mask_text_t *t, size_t to, al__mask_span_t *out,
                                     size_t *skip_to);
 
-/* One Hyperscan pattern of a built-in detector. */
+/* Class-led prefilter shapes matched bit-parallel (prefilter.c) instead of
+ * by Hyperscan; each is the regex of one al__mask_patterns entry. */
+typedef enum al__mask_shape {
+    AL__MASK_SHAPE_NONE = 0,  /* a Hyperscan pattern */
+    AL__MASK_SHAPE_CARD,      /* \d{13}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d|\d{4}[ -]\d{6}[ -]\d{4} */
+    AL__MASK_SHAPE_SSN,       /* \d{3}[ -]\d{2}[ -]\d{4} */
+    AL__MASK_SHAPE_NANP,      /* \d{3}[ .-]\d{3}[ .-]\d{4}|\)[ ]?\d{3}[ .-]\d{4} */
+    AL__MASK_SHAPE_PHONE44,   /* \d{4}[ -]?\d{4} */
+    AL__MASK_SHAPE_NATIONAL,  /* 0\d(?:[ .-]\d\d){4}|0\d\d[ -]\d{7} */
+    AL__MASK_SHAPE_IPV4,      /* \d\.\d{1,3}\.\d{1,3}\.\d */
+    AL__MASK_SHAPE_IBAN,      /* <country code>\d{2} ?[A-Z0-9]{4} */
+    AL__MASK_SHAPE_IPV6_FULL, /* [0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){7} */
+    AL__MASK_SHAPE__COUNT
+} al__mask_shape_t;
+
+/* An engine's Hyperscan databases. Literal sets scan much faster apart
+ * than together (a single-literal database is a memchr; caseless key names
+ * next to '@' or "::" slow the shared literal matcher down several times,
+ * bench/mask), and a scan call costs about the same for each. */
+typedef enum al__mask_db {
+    AL__MASK_DB_LITERAL = 0, /* '+', "::", "eyJ", "AKIA", "-----BEGIN" */
+    AL__MASK_DB_EMAIL,       /* '@' */
+    AL__MASK_DB_NAMES,       /* caseless key names: bearer, secret...key, api_key... */
+    AL__MASK_DB_CUSTOM,      /* the config's own patterns */
+    AL__MASK_DB__COUNT
+} al__mask_db_t;
+
+/* One prefilter pattern of a built-in detector: a Hyperscan regex in
+ * database db, or (shape != NONE) a shape prefilter.c matches with the
+ * same results. */
 typedef struct al__mask_pattern {
     al_mask_det_t det;
     const char *re;
     unsigned flags; /* HS_FLAG_* */
     al__mask_check_fn check;
+    al__mask_shape_t shape;
+    al__mask_db_t db;
 } al__mask_pattern_t;
 
 /* The built-in pattern table (detectors.c). */
 extern const al__mask_pattern_t al__mask_patterns[];
 extern const size_t al__mask_n_patterns;
 
+/* ---- bit-parallel prefilter (prefilter.c) ------------------------------------- */
+
+/* One bit mask per character class over 64 bytes (bit i = byte i). */
+typedef struct al__mask_cls {
+    uint64_t d, sp, dash, dot, rp, col, zero, up, hex;
+} al__mask_cls_t;
+
+/* Instruction sets the classifier has a version for; the prefilter uses
+ * the best one this CPU has (al__mask_best_isa). */
+enum {
+    AL__MASK_ISA_SCALAR = 0, /* byte by byte: the reference */
+    AL__MASK_ISA_SSE2,       /* every x86-64 */
+    AL__MASK_ISA_AVX512,     /* AVX-512BW */
+    AL__MASK_ISA__COUNT
+};
+/* Classes of p[0..64) byte by byte. */
+void al__mask_classify_scalar(const uint8_t *p, al__mask_cls_t *c);
+/* Classes of p[0..64) with one instruction set; false (c untouched) when
+ * this build or CPU lacks it. */
+bool al__mask_classify_isa(unsigned isa, const uint8_t *p, al__mask_cls_t *c);
+unsigned al__mask_best_isa(void);
+
+/* Called with a shape and the end offset (exclusive) of one of its
+ * matches; non-zero stops the scan. */
+typedef int (*al__mask_end_fn)(unsigned shape, size_t end, void *ctx);
+
+/* Calls on_end for every end offset at which a match of an enabled shape
+ * (bit 1 << shape in `want`) ends in p[0..len): exactly the ends Hyperscan
+ * block mode reports for the shape's regex, in increasing order per shape.
+ * Returns 1 when on_end stopped it, else 0. No allocation. */
+int al__mask_prefilter(const uint8_t *p, size_t len, uint32_t want, al__mask_end_fn on_end,
+                       void *ctx);
+
 /* Validators (validate.c). */
 bool al__mask_luhn(const uint8_t *digits, size_t n); /* ASCII digits */
 bool al__mask_card_iin(const uint8_t *digits, size_t n);
+/* A valid GS1 GTIN-13 (EAN-13) check digit; d holds 13 ASCII digits. */
+bool al__mask_gtin13_ok(const uint8_t *d);
 bool al__mask_ssn_ok(const uint8_t area[3], const uint8_t group[2], const uint8_t serial[4]);
 /* IBAN: chars without spaces, uppercase letters and digits. */
 bool al__mask_iban_ok(const uint8_t *s, size_t n);
@@ -62,7 +128,8 @@ size_t al__mask_iban_country_len(const uint8_t *s);
 double al__mask_entropy(const uint8_t *s, size_t n); /* Shannon, bits per byte */
 /* True for a secret-looking value: >= 16 bytes, all "value" characters,
  * two character classes (or >= 32 bytes), entropy >= AL__MASK_MIN_ENTROPY,
- * not a placeholder, not a URL. */
+ * not a placeholder, not a URL, not a date or time, not an ARN, URN or
+ * file path. */
 bool al__mask_secret_value_ok(const uint8_t *s, size_t n);
 #define AL__MASK_MIN_ENTROPY 3.0
 #define AL__MASK_SECRET_MIN 16u
@@ -113,9 +180,12 @@ typedef struct al__mask_col {
 
 struct al_mask_engine {
     atomic_uint refs;
-    hs_database_t *db; /* NULL when no detector is enabled */
-    al__mask_pat_t *pats;
+    hs_database_t *dbs[AL__MASK_DB__COUNT]; /* NULL when it has no pattern */
+    bool has_db;                              /* any of them */
+    al__mask_pat_t *pats; /* Hyperscan ids index it; shapes have entries too */
     size_t n_pats;
+    uint32_t shapes;                          /* bit per enabled al__mask_shape_t */
+    uint32_t shape_pat[AL__MASK_SHAPE__COUNT]; /* its index in pats */
     al__mask_rule_t *rules;
     size_t n_rules;
     al__mask_col_t *cols;
@@ -140,6 +210,8 @@ al_mask_rc_t al__mask_apply_style(const al_mask_engine_t *e, al_mask_style_t sty
 typedef struct al__mask_hits {
     al_mask_match_t *v;
     size_t n, cap;
+    al_mask_match_t *tmp; /* merge buffer of the sort, grown on demand */
+    size_t tmp_cap;
 } al__mask_hits_t;
 
 struct al_mask_scratch {

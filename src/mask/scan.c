@@ -1,8 +1,10 @@
-/* scan.c - one Hyperscan pass, validators on its candidates, overlap
- * resolution, rewriting; the one-shot entry points (buffer, field, value).
+/* scan.c - the prefilter passes (bit-parallel shapes, then each Hyperscan
+ * database), validators on their candidates, overlap resolution,
+ * rewriting; the one-shot entry points (buffer, field, value).
  *
- * The no-match path: hs_scan over the input, a few candidates rejected by
- * their validators, return AL_MASK_OK. Nothing is allocated or copied. */
+ * The no-match path: one pass of each over the input, a few candidates
+ * rejected by their validators, return AL_MASK_OK. Nothing is allocated
+ * or copied. */
 #include <limits.h>
 #include <stdlib.h>
 
@@ -61,17 +63,30 @@ static int on_match(unsigned int id, unsigned long long from, unsigned long long
     return 0;
 }
 
+/* A shape's match (prefilter.c): the same handling as a Hyperscan match of
+ * its pattern. */
+static int on_shape(unsigned shape, size_t end, void *vctx)
+{
+    scan_ctx_t *c = vctx;
+    return on_match(c->e->shape_pat[shape], end, end, 0, vctx);
+}
+
 al_mask_rc_t al__mask_scan(const al_mask_engine_t *e, al_mask_scratch_t *s, const uint8_t *p,
                            size_t len, al__mask_hits_t *hv, al_mask_stats_t *stats)
 {
     hv->n = 0;
-    if (!e->db || len == 0)
+    if ((!e->has_db && !e->shapes) || len == 0)
         return AL_MASK_OK;
     if (len > UINT_MAX)
         return AL_MASK_E_TOO_LARGE;
     memset(s->skip, 0, e->n_pats * sizeof *s->skip);
     scan_ctx_t c = {e, s, {p, len, e->vmax}, hv, 0, AL_MASK_OK};
-    hs_error_t r = hs_scan(e->db, (const char *)p, (unsigned)len, 0, s->hs, on_match, &c);
+    hs_error_t r = HS_SUCCESS;
+    if (e->shapes && al__mask_prefilter(p, len, e->shapes, on_shape, &c))
+        r = HS_SCAN_TERMINATED;
+    for (size_t g = 0; g < AL__MASK_DB__COUNT && r == HS_SUCCESS; g++)
+        if (e->dbs[g])
+            r = hs_scan(e->dbs[g], (const char *)p, (unsigned)len, 0, s->hs, on_match, &c);
     if (stats)
         stats->candidates += c.cands;
     if (r == HS_SUCCESS)
@@ -98,7 +113,8 @@ static int cmp_match(const void *a, const void *b)
 }
 
 /* In place, no allocation (glibc's qsort may allocate a merge buffer):
- * insertion sort for the few values of a field, heapsort beyond. */
+ * insertion sort for the few values of a field, heapsort beyond; sort_hits
+ * below merges ordered runs through the hit list's own buffer first. */
 static void sift_down(al_mask_match_t *v, size_t root, size_t n)
 {
     for (;;) {
@@ -116,6 +132,18 @@ static void sift_down(al_mask_match_t *v, size_t root, size_t n)
     }
 }
 
+static void heap_sort(al_mask_match_t *v, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(v, i, n);
+    for (size_t end = n - 1; end > 0; end--) {
+        al_mask_match_t t = v[0];
+        v[0] = v[end];
+        v[end] = t;
+        sift_down(v, 0, end);
+    }
+}
+
 static void sort_matches(al_mask_match_t *v, size_t n)
 {
     if (n <= 16) {
@@ -130,14 +158,71 @@ static void sort_matches(al_mask_match_t *v, size_t n)
         }
         return;
     }
-    for (size_t i = n / 2; i-- > 0;)
-        sift_down(v, i, n);
-    for (size_t end = n - 1; end > 0; end--) {
-        al_mask_match_t t = v[0];
-        v[0] = v[end];
-        v[end] = t;
-        sift_down(v, 0, end);
+    heap_sort(v, n);
+}
+
+/* One pass of a natural merge sort: merges each pair of adjacent ordered
+ * runs of src into dst. Returns the number of runs src had. */
+static size_t merge_pass(const al_mask_match_t *src, al_mask_match_t *dst, size_t n)
+{
+    size_t runs = 0, i = 0;
+    while (i < n) {
+        size_t a = i, b = i + 1;
+        while (b < n && cmp_match(&src[b - 1], &src[b]) <= 0)
+            b++;
+        size_t c = b;
+        if (c < n) {
+            c++;
+            while (c < n && cmp_match(&src[c - 1], &src[c]) <= 0)
+                c++;
+        }
+        runs += c > b ? 2 : 1;
+        size_t x = a, y = b, o = a;
+        while (x < b && y < c)
+            dst[o++] = cmp_match(&src[y], &src[x]) < 0 ? src[y++] : src[x++];
+        while (x < b)
+            dst[o++] = src[x++];
+        while (y < c)
+            dst[o++] = src[y++];
+        i = c;
     }
+    return runs;
+}
+
+/* Each pattern reports its values roughly in order, so a scan leaves a few
+ * long ordered runs: a natural merge sort through hv->tmp takes about
+ * log2(runs) linear passes. Heapsort (in place) if tmp cannot grow. */
+static void sort_hits(al__mask_hits_t *hv)
+{
+    al_mask_match_t *v = hv->v;
+    size_t n = hv->n;
+    if (n <= 16) {
+        sort_matches(v, n);
+        return;
+    }
+    size_t i = 1;
+    while (i < n && cmp_match(&v[i - 1], &v[i]) <= 0)
+        i++;
+    if (i == n)
+        return;
+    if (hv->tmp_cap < n) {
+        al_mask_match_t *t = al_realloc(hv->tmp, n * sizeof *t);
+        if (!t) {
+            heap_sort(v, n);
+            return;
+        }
+        hv->tmp = t;
+        hv->tmp_cap = n;
+    }
+    while (merge_pass(hv->v, hv->tmp, n) > 1) {
+        al_mask_match_t *t = hv->v;
+        size_t c = hv->cap;
+        hv->v = hv->tmp;
+        hv->cap = hv->tmp_cap;
+        hv->tmp = t;
+        hv->tmp_cap = c;
+    }
+    /* The last pass found v ordered (its copy in tmp is not used). */
 }
 
 void al__mask_resolve(al__mask_hits_t *hv, size_t lo, size_t hi, size_t *covered)
@@ -147,7 +232,7 @@ void al__mask_resolve(al__mask_hits_t *hv, size_t lo, size_t hi, size_t *covered
         if (hv->v[i].start >= lo && hv->v[i].start < hi)
             hv->v[w++] = hv->v[i];
     hv->n = w;
-    sort_matches(hv->v, w);
+    sort_hits(hv);
     size_t cov = *covered;
     w = 0;
     for (size_t i = 0; i < hv->n; i++) {

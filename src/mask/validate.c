@@ -93,6 +93,17 @@ bool al__mask_card_iin(const uint8_t *d, size_t n)
     return false;
 }
 
+/* GS1 General Specifications §7.9.1: the check digit of a GTIN-13 (EAN-13)
+ * makes the sum of the digits, weighted 1 and 3 alternately from the left,
+ * a multiple of 10. */
+bool al__mask_gtin13_ok(const uint8_t *d)
+{
+    unsigned sum = 0;
+    for (size_t i = 0; i < 13; i++)
+        sum += (unsigned)(d[i] - '0') * (i % 2 ? 3u : 1u);
+    return sum % 10 == 0;
+}
+
 /* ---- US social security numbers ---------------------------------------- */
 
 /* SSA rules since the 2011 randomisation: area 000, 666 and 900-999 are
@@ -215,6 +226,51 @@ static bool is_placeholder(const uint8_t *s, size_t n)
     return false;
 }
 
+/* A date or time in RFC 3339 §5.6 / ISO 8601 form ("2024-05-01T10:22:33.123Z"):
+ * digits, the separators - : . + / and the letters T and Z only. Such values
+ * sit after key-like names (reset_password_sent_at, token_expires_at) and
+ * are never secrets. */
+static bool is_timestamp(const uint8_t *s, size_t n)
+{
+    size_t digits = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (is_digit(c))
+            digits++;
+        else if (c == 0 || !strchr("-:.+/TZtz", c))
+            return false;
+    }
+    return digits >= 6;
+}
+
+/* Identifiers that sit after key-like names and are no secrets: ARNs
+ * ("SecretArn": "arn:aws:secretsmanager:..."), URNs (RFC 8141), and file
+ * paths (private_key_path: /etc/ssl/private/site.key). A path here starts
+ * with '/', "./", "../" or "~/", holds only [A-Za-z0-9._/-] with at least
+ * two '/' and one of '.', '-', '_': standard base64 has none of those three
+ * and base64url has no '/', so no base64 secret reads as a path. */
+static bool is_identifier(const uint8_t *s, size_t n)
+{
+    if (n > 4 && ((s[0] | 0x20) == 'a' || (s[0] | 0x20) == 'u') && (s[1] | 0x20) == 'r' &&
+        (s[2] | 0x20) == 'n' && s[3] == ':')
+        return true;
+    if (!(s[0] == '/' || (n > 2 && s[0] == '~' && s[1] == '/') ||
+          (n > 2 && s[0] == '.' && (s[1] == '/' || (s[1] == '.' && s[2] == '/')))))
+        return false;
+    size_t slashes = 0;
+    bool punct = false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c == '/')
+            slashes++;
+        else if (c == '.' || c == '-' || c == '_')
+            punct = true;
+        else if (!(is_digit(c) || is_upper(c) || is_lower(c)) && !(i == 0 && c == '~'))
+            return false;
+    }
+    return slashes >= 2 && punct;
+}
+
 bool al__mask_secret_value_ok(const uint8_t *s, size_t n)
 {
     if (n < AL__MASK_SECRET_MIN)
@@ -231,7 +287,8 @@ bool al__mask_secret_value_ok(const uint8_t *s, size_t n)
      * "refresh_token_expired" does not. Long values pass on entropy alone. */
     if ((int)lower + (int)upper + (int)digit < 2 && n < 32)
         return false;
-    if (is_placeholder(s, n) || contains_ci(s, n, "://"))
+    if (is_placeholder(s, n) || contains_ci(s, n, "://") || is_timestamp(s, n) ||
+        is_identifier(s, n))
         return false;
     return al__mask_entropy(s, n) >= AL__MASK_MIN_ENTROPY;
 }

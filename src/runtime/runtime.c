@@ -10,10 +10,13 @@
 #include "admin/admin.h"
 #include "audit/audit.h"
 #include "proto/http/http_gateway.h"
+#include "proto/tcp/tcp_gateway.h"
 #include "proto/pg/pg_gateway.h"
 #include "policy/masking.h"
 #include "policy/policy.h"
+#include "runtime/revoked.h"
 #include "runtime/runtime.h"
+#include "runtime/sessions.h"
 
 #define TOKEN_CACHE_SLOTS 16384
 
@@ -45,6 +48,23 @@ static al_snapshot_t *snapshot_new(al_runtime_t *rt, al_config_t *cfg, al_policy
 
 /* ---- workers ------------------------------------------------------------ */
 
+al_tok_status_t al_worker_verify(al_worker_t *w, const char *token, size_t len, double now,
+                                 al_principal_t **out, al_verify_info_t *info)
+{
+    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, token, len, NULL, now, out,
+                                   info);
+    const al_revoked_t *r = st == AL_TOK_OK ? al_revset_find(w->revoked, (*out)->agent) : NULL;
+    if (r) {
+        al_principal_unref(out);
+        if (info) {
+            info->detail = "this agent is disabled (airlock agents enable NAME restores it)";
+            info->revoked_agent = r->agent;
+        }
+        return AL_TOK_REVOKED;
+    }
+    return st;
+}
+
 static void worker_on_close(uv_handle_t *h) { AL_UNUSED(h); }
 
 static void worker_on_wake(uv_async_t *a)
@@ -53,15 +73,22 @@ static void worker_on_wake(uv_async_t *a)
     pthread_mutex_lock(&w->inbox_lock);
     al_snapshot_t *snap = w->inbox_snap;
     bool stop = w->inbox_stop, force = w->inbox_force;
+    al_revset_t *rev = w->inbox_rev;
+    al_sess_kill_t *kills = w->inbox_kill;
     w->inbox_snap = NULL;
+    w->inbox_rev = NULL;
+    w->inbox_kill = NULL;
     pthread_mutex_unlock(&w->inbox_lock);
     if (snap) {
         al_snapshot_unref(&w->snap);
         w->snap = snap;
     }
+    if (rev || kills)
+        al_sess_worker_wake(w, rev, kills);
     if (stop) {
         al_pg_worker_drain(w, force);
         al_http_worker_drain(w, force);
+        al_tcp_worker_drain(w, force);
     }
     /* The wake handle stays open while sessions drain, so a drain timeout
      * can still reach this worker; the gateway closes it at the last one. */
@@ -72,12 +99,15 @@ static void worker_on_wake(uv_async_t *a)
 static void *worker_main(void *arg)
 {
     al_worker_t *w = arg;
-    if (al_pg_worker_start(w) != AL_OK || al_http_worker_start(w) != AL_OK)
+    if (al_pg_worker_start(w) != AL_OK || al_http_worker_start(w) != AL_OK ||
+        al_tcp_worker_start(w) != AL_OK)
         al_log(AL_LOG_ERROR, "a worker could not start its listeners", NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     al_pg_worker_free(w);
     al_http_worker_free(w);
+    al_tcp_worker_free(w);
     al_snapshot_unref(&w->snap);
+    al_revset_unref(&w->revoked);
     al_token_cache_free(&w->token_cache);
     atomic_fetch_add(&g_workers_exited, 1);
     return NULL;
@@ -116,6 +146,7 @@ static int workers_start(al_runtime_t *rt)
         w->id = i;
         w->rt = rt;
         w->snap = al_snapshot_ref(rt->snap);
+        w->revoked = al_revset_ref(rt->revoked);
         w->token_cache = al_token_cache_new(TOKEN_CACHE_SLOTS);
         pthread_mutex_init(&w->inbox_lock, NULL);
         if (uv_loop_init(&w->loop) != 0)
@@ -127,7 +158,8 @@ static int workers_start(al_runtime_t *rt)
         w->loop_inited = true;
         w->wake.data = w;
     }
-    if (al_pg_listen_all(rt) != AL_OK || al_http_listen_all(rt) != AL_OK)
+    if (al_pg_listen_all(rt) != AL_OK || al_http_listen_all(rt) != AL_OK ||
+        al_tcp_listen_all(rt) != AL_OK)
         return AL_ERR;
     for (int i = 0; i < rt->n_workers; i++) {
         if (pthread_create(&rt->workers[i].thread, NULL, worker_main, &rt->workers[i]) != 0)
@@ -176,15 +208,19 @@ static void workers_join(al_runtime_t *rt)
                 uv_run(&w->loop, UV_RUN_NOWAIT);
             }
             al_snapshot_unref(&w->snap);
+            al_revset_unref(&w->revoked);
             al_token_cache_free(&w->token_cache);
         }
         if (w->loop_inited)
             uv_loop_close(&w->loop);
         al_snapshot_unref(&w->inbox_snap);
+        al_revset_unref(&w->inbox_rev);
+        al_sess_kill_free(&w->inbox_kill);
         pthread_mutex_destroy(&w->inbox_lock);
     }
     al_pg_listen_close(rt);
     al_http_listen_close(rt);
+    al_tcp_listen_close(rt);
     al_free(&rt->workers);
 }
 
@@ -301,6 +337,22 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
         free(rt.config_path);
         return 1;
     }
+    /* Revocations before any listener opens: a disabled agent must not get
+     * in during start-up. An unreadable file stops the start (fail closed). */
+    char rerr[1024];
+    if (al_revset_load(cfg->server.data_dir, &rt.revoked, rerr, sizeof rerr) != AL_OK) {
+        al_log(AL_LOG_ERROR, "cannot load the kill switch's revocations; not starting", "error",
+               rerr, NULL);
+        al_config_free(cfg);
+        free(rt.config_path);
+        return 1;
+    }
+    if (al_revset_count(rt.revoked)) {
+        char nrev[32];
+        al_log(AL_LOG_INFO, "disabled agents loaded", "count",
+               al_log_num(nrev, (int64_t)al_revset_count(rt.revoked)), NULL);
+    }
+    rt.sessions = al_sess_reg_new(cfg->server.data_dir);
     rt.jwks = al_jwks_mgr_new(false);
     al_config_errors_t perrs;
     al_policy_t *pol = al_policy_compile(cfg, &perrs);
@@ -312,6 +364,8 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
         al_config_errors_free(&perrs);
         al_config_free(cfg);
         free(rt.config_path);
+        al_revset_unref(&rt.revoked);
+        al_sess_reg_free(&rt.sessions);
         return 1;
     }
     rt.snap = snapshot_new(&rt, cfg, pol, ms);
@@ -375,6 +429,8 @@ out:
     uv_loop_close(rt.loop);
     al_jwks_mgr_free(&rt.jwks);
     al_snapshot_unref(&rt.snap);
+    al_revset_unref(&rt.revoked);
+    al_sess_reg_free(&rt.sessions);
     free(rt.config_path);
     return rc;
 }

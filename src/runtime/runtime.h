@@ -50,6 +50,13 @@ typedef struct al_worker {
     void *pg;                      /* the PostgreSQL gateway's per-worker state */
     al_listen_set_t http_ls;       /* the same for HTTP targets */
     void *http;                    /* the HTTP gateway's per-worker state */
+    al_listen_set_t tcp_ls;        /* the same for tcp (CONNECT tunnel) targets */
+    void *tcp;                     /* the tunnel gateway's per-worker state */
+    /* kill switch (runtime/sessions.h) */
+    struct al_revset *revoked;     /* this worker's revocation set (never NULL once started) */
+    struct al_revset *inbox_rev;   /* a newer one to adopt (inbox_lock) */
+    struct al_sess_kill *inbox_kill; /* sessions to end (inbox_lock) */
+    struct al_sess *sessions;      /* this worker's live sessions (worker thread only) */
 } al_worker_t;
 
 typedef struct al_runtime {
@@ -67,6 +74,8 @@ typedef struct al_runtime {
     uv_timer_t drain_timer;
     struct al_admin *admin;
     struct al_audit *audit;        /* the audit writer (strict and async events) */
+    struct al_revset *revoked;     /* control thread's revocation set (runtime/revoked.h) */
+    struct al_sess_reg *sessions;  /* live-session registry (runtime/sessions.h) */
     int exit_code;
 } al_runtime_t;
 
@@ -78,6 +87,13 @@ int al_runtime_run(const char *config_path, al_config_t *cfg);
  * byte offset `set_off` of al_worker_t, and closes them again. */
 int al_runtime_listen(al_runtime_t *rt, const al_listen_spec_t *spec, size_t set_off);
 void al_runtime_listen_close(al_runtime_t *rt, size_t set_off);
+
+/* Verifies a token on worker w as every gateway must, before each statement
+ * or request: the worker's snapshot verifier and token cache, then the
+ * worker's revocation set (AL_TOK_REVOKED for a disabled agent; no lock).
+ * On AL_TOK_OK, *out is a new principal reference. */
+al_tok_status_t al_worker_verify(al_worker_t *w, const char *token, size_t len, double now,
+                                 al_principal_t **out, al_verify_info_t *info);
 
 /* Number of worker threads a config asks for (auto = cores). */
 int al_runtime_worker_count(const al_config_t *cfg);

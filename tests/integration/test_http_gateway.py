@@ -26,7 +26,7 @@ targets:
     protocol: http
     listen: 127.0.0.1:{port}
     tls: off
-    auth_timeout: 3s
+    http: { header_timeout: 3s, idle_timeout: 4s }
     upstream:
       url: http://127.0.0.1:{upport}/base
       headers:
@@ -430,9 +430,15 @@ def test_idle_and_slow_heads_are_closed(gw):
     s.close()
     c = conn(gw)
     assert req(gw, "GET", "/v1/x", token(gw), c=c)[0] == 200
-    time.sleep(1.5)  # idle less than auth_timeout: still usable
+    time.sleep(1.5)  # idle less than idle_timeout: still usable
     assert req(gw, "GET", "/v1/y", token(gw), c=c)[0] == 200
     c.close()
+    # idle longer than idle_timeout: the server closed it
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    t0 = time.time()
+    assert s.recv(100) == b""
+    assert 2 <= time.time() - t0 < 8
+    s.close()
 
 
 def test_pipelined_requests(gw):
@@ -459,13 +465,18 @@ def test_bare_lf_is_400(gw):
     assert json.loads(out.split(b"\r\n\r\n", 1)[1])["reason"] == "bare_lf"
 
 
-def test_connect_and_upgrade_refused(gw):
+def test_connect_and_other_upgrades_refused(gw):
     tok = token(gw).encode()
     out = raw(gw, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 501 ")
+    assert b"protocol: tcp" in out
     out = raw(gw, b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok +
-              b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+              b"\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 501 ")
+    out = raw(gw, b"POST /v1/ws HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok +
+              b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"bad_upgrade" in out
+    assert not gw.upstream.requests
 
 
 def test_upstream_down_is_502(gateway, monkeypatch, tmp_path):

@@ -37,14 +37,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "audit/audit.h"
 #include "net/listen.h"
 #include "net/write.h"
 #include "net/tls.h"
+#include "mask/mask.h"
+#include "policy/masking.h"
 #include "policy/policy.h"
 #include "proto/http/http_gateway.h"
 #include "proto/http/http_parser.h"
 #include "proto/http/http_path.h"
+#include "runtime/sessions.h"
 
 #define READ_CHUNK (64 * 1024)
 #define HIGH_WATER (1024 * 1024)   /* pause the producer above this much queued */
@@ -56,6 +61,8 @@
 typedef struct http_worker hw_t;
 typedef struct sess sess_t;
 
+typedef struct up up_t;
+
 typedef struct listener {
     uv_tcp_t tcp;
     hw_t *hw;
@@ -64,6 +71,11 @@ typedef struct listener {
     al_tls_ctx_t *up_tls; /* client context for an https upstream */
     _Atomic int *count;   /* the target's sessions across all workers */
     bool open;
+    /* idle upstream connections of this target on this worker, most recently
+     * used first (taken LIFO: the warmest connection is least likely to have
+     * been closed by the upstream's own keep-alive timeout) */
+    up_t *pool;
+    size_t n_pool;
 } listener_t;
 
 /* A strict audit submission in flight; `s` cleared if the session goes. */
@@ -79,6 +91,9 @@ struct http_worker {
     al_worker_t *w;
     listener_t *ls;
     size_t n_ls;
+    uv_timer_t sweep;     /* closes pooled upstream connections idle too long */
+    bool sweep_on;
+    al_mask_scratch_t *mscr; /* masking scratch, grown to fit every engine used */
     uv_async_t audit_async;
     pthread_mutex_t lock;
     pend_t *done; /* strict audit completions from the writer thread */
@@ -88,14 +103,20 @@ struct http_worker {
     bool draining;
 };
 
-/* One upstream connection; freed in its close callback. */
-typedef struct up {
+/* One upstream connection; freed in its close callback. Owned by a session
+ * (s set) or idle in its listener's pool (s NULL, pool_ls set). */
+struct up {
     uv_tcp_t tcp;
     uv_connect_t conn;
     sess_t *s;
     al_tls_t *tls;
     bool connected;
-} up_t;
+    bool reused;          /* served an earlier request (from the pool) */
+    char *url;            /* upstream.url it was made for (pool key) */
+    listener_t *pool_ls;  /* while pooled */
+    up_t *pnext, **ppprev;
+    uint64_t idle_since;  /* ms, loop time, while pooled */
+};
 
 typedef enum st {
     S_HEAD = 0,
@@ -103,8 +124,20 @@ typedef enum st {
     S_BODY,
     S_RESPONSE,
     S_DISCARD,
+    S_TUNNEL,   /* after 101 Switching Protocols: raw bytes both ways */
     S_CLOSING,
 } st_t;
+
+/* What the session timer is measuring. */
+typedef enum tmr {
+    T_NONE = 0,
+    T_HEAD,      /* a request head must complete: http.header_timeout */
+    T_IDLE,      /* kept-alive, between requests: http.idle_timeout */
+    T_CONNECT,   /* upstream connect: upstream.connect_timeout */
+    T_RESPONSE,  /* the response head after the request went out: header_timeout */
+    T_REQUEST,   /* the whole exchange: http.request_timeout */
+    T_TOKEN,     /* a tunnel lives until its token expires (+ session_grace) */
+} tmr_t;
 
 struct sess {
     hw_t *hw;
@@ -112,8 +145,10 @@ struct sess {
     const al_target_conf_t *target;
     const listener_t *ls;
     uv_tcp_t client;
-    uv_timer_t idle;     /* a request head must arrive within auth_timeout */
+    uv_timer_t idle;     /* the session timer (tmr_t) */
     bool idle_inited;
+    tmr_t tmr;
+    uint64_t deadline;   /* ms, loop time: end of the whole exchange */
     int handles;         /* open uv handles (client from accept, upstreams) and the
                             resolver request; free at 0 */
     st_t st;
@@ -125,6 +160,9 @@ struct sess {
     al_buf_t uin;        /* upstream plaintext not yet parsed */
     al_buf_t out;        /* scratch for building what is sent */
     al_buf_t tls_scratch;
+    al_buf_t ck_cl, ck_up; /* corked writes (send_to) */
+    al_buf_t up_fixed;     /* Host, credential and Forwarded lines of upstream heads */
+    int corked;
     al_http_parser_t reqp, resp;
     al_http_header_t rq_hdrs[MAX_HEADERS], rs_hdrs[MAX_HEADERS];
     bool client_paused, up_paused;
@@ -154,6 +192,21 @@ struct sess {
     bool client_keep, client_http10, close_after, up_keep, expect_continue;
     bool client_eof;     /* the client half-closed after a complete request */
     bool strict, audit_wait;
+    bool deferred;       /* async rule: one decision event when the exchange ends */
+    bool upgrading;      /* an authorized Upgrade (WebSocket) request is out */
+    bool retried;        /* this request was re-sent once on a fresh connection */
+    bool has_body;       /* the request carries a body */
+    /* response masking (docs/masking.md): engines for this exchange, and the
+     * buffered body when one is masked */
+    al_mask_engine_t *meng[4];
+    size_t n_meng;
+    bool mask_body;      /* buffer the body, mask, then send with Content-Length */
+    bool mask_failed;    /* no scratch: every maskable response is refused */
+    int mask_coding;     /* 0 identity, 1 gzip, 2 deflate */
+    al_buf_t mhead;      /* the client response head, without framing */
+    al_buf_t mbody;      /* the buffered (encoded) response body */
+    char ctype[128];     /* the response's Content-Type, for the masker */
+    uint64_t masked_values;
     uint64_t t0;
     int64_t bytes_up, bytes_down;
     int status;
@@ -166,10 +219,12 @@ struct sess {
     char method[32];
     pend_t *pend;
     bool counted;
+    al_sess_t *reg;
     sess_t *next, **pprev;
 };
 
 static void sess_close(sess_t *s);
+static void upstream_failed(sess_t *s, const char *why);
 static void process_client(sess_t *s);
 static void up_feed(sess_t *s);
 static void proceed(sess_t *s);
@@ -178,29 +233,66 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
 
+/* ---- formatting without printf (per-request paths) ---------------------------------------- */
+
+static void buf_u64(al_buf_t *b, uint64_t v)
+{
+    char d[24];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    al_buf_append(b, d + i, sizeof d - i);
+}
+
+static void buf_str(al_buf_t *b, const char *s) { al_buf_append(b, s, strlen(s)); }
+
+/* "200" into st (at least 4 bytes) for a status 100..999. */
+static const char *status_str(int status, char st[8])
+{
+    if (status < 100 || status > 999)
+        status = 0;
+    st[0] = (char)('0' + status / 100);
+    st[1] = (char)('0' + status / 10 % 10);
+    st[2] = (char)('0' + status % 10);
+    st[3] = 0;
+    return st;
+}
+
 /* ---- writes ------------------------------------------------------------------------------ */
 
 static size_t queued(uv_tcp_t *t) { return uv_stream_get_write_queue_size((uv_stream_t *)t); }
 
+/* An upstream write names its connection (tag), not a session: the
+ * connection may have moved to the pool or to another session since. uv
+ * runs every write callback before the handle's close callback, so the
+ * up_t is still there. */
 static void on_write(uv_write_t *r, int status)
 {
     al_wreq_t *w = (al_wreq_t *)r;
-    sess_t *s = w->owner;
     up_t *up = (up_t *)w->tag; /* NULL: to the client */
+    sess_t *s = up ? up->s : w->owner;
     free(w);
-    if (s->st == S_CLOSING)
+    if (!s || s->st == S_CLOSING)
         return;
     if (status < 0) {
-        if (!up || up == s->up)
+        if (!up)
             sess_close(s);
+        else if (up == s->up)
+            upstream_failed(s, "cannot write to the upstream");
         return;
     }
     if (!up && s->flush_close && !queued(&s->client)) {
         sess_close(s);
         return;
     }
-    if (up && s->st == S_BODY && s->cin.len) {
+    if (up && (s->st == S_BODY || s->st == S_TUNNEL) && s->cin.len) {
         process_client(s); /* the upstream took what was queued: stream on */
+        return;
+    }
+    if (!up && s->st == S_TUNNEL && s->uin.len) {
+        up_feed(s);
         return;
     }
     update_reads(s);
@@ -211,7 +303,11 @@ static void raw_send(sess_t *s, up_t *up, const void *p, size_t n)
     if (!n || s->st == S_CLOSING || (up && !up->connected))
         return;
     uv_stream_t *dst = up ? (uv_stream_t *)&up->tcp : (uv_stream_t *)&s->client;
-    if (al_stream_write(dst, p, n, on_write, s, (uintptr_t)up) != AL_OK)
+    if (al_stream_write(dst, p, n, on_write, up ? NULL : s, (uintptr_t)up) == AL_OK)
+        return;
+    if (up && up == s->up)
+        upstream_failed(s, "cannot write to the upstream"); /* may retry (retry_fresh) */
+    else
         sess_close(s);
 }
 
@@ -225,7 +321,7 @@ static void tls_flush(sess_t *s, up_t *up)
     al_buf_reset(o);
 }
 
-static void send_to(sess_t *s, up_t *up, const void *p, size_t n)
+static void send_now(sess_t *s, up_t *up, const void *p, size_t n)
 {
     al_tls_t *t = up ? up->tls : s->ctls;
     if (!t) {
@@ -243,6 +339,63 @@ static void send_to(sess_t *s, up_t *up, const void *p, size_t n)
     tls_flush(s, up);
 }
 
+/* While corked (one read event being handled), writes are gathered and go
+ * out as one write per side at uncork: a response head and its body are
+ * one send(), one segment, one TLS record, not two. */
+static void send_to(sess_t *s, up_t *up, const void *p, size_t n)
+{
+    if (s->corked && n && s->st != S_CLOSING) {
+        al_buf_append(up ? &s->ck_up : &s->ck_cl, p, n);
+        return;
+    }
+    send_now(s, up, p, n);
+}
+
+static void flush_client(sess_t *s)
+{
+    if (!s->ck_cl.len)
+        return;
+    al_buf_t b = s->ck_cl; /* sending may re-enter: take the bytes first */
+    al_buf_init(&s->ck_cl);
+    send_now(s, NULL, b.p, b.len);
+    al_buf_reset(&b);
+    if (!s->ck_cl.p)
+        s->ck_cl = b; /* keep the capacity */
+    else
+        al_buf_free(&b);
+}
+
+static void flush_up(sess_t *s)
+{
+    if (!s->ck_up.len)
+        return;
+    al_buf_t b = s->ck_up;
+    al_buf_init(&s->ck_up);
+    al_buf_init(&s->up_fixed);
+    if (s->up)
+        send_now(s, s->up, b.p, b.len);
+    al_buf_reset(&b);
+    if (!s->ck_up.p)
+        s->ck_up = b;
+    else
+        al_buf_free(&b);
+}
+
+static void cork(sess_t *s) { s->corked++; }
+
+static void uncork(sess_t *s)
+{
+    if (--s->corked)
+        return;
+    if (s->st == S_CLOSING) {
+        al_buf_reset(&s->ck_cl);
+        al_buf_reset(&s->ck_up);
+        return;
+    }
+    flush_up(s);
+    flush_client(s);
+}
+
 static void to_client(sess_t *s, const void *p, size_t n) { send_to(s, NULL, p, n); }
 
 static void to_up(sess_t *s, const void *p, size_t n)
@@ -254,6 +407,9 @@ static void to_up(sess_t *s, const void *p, size_t n)
 /* Close the client connection once everything queued for it is written. */
 static void close_when_flushed(sess_t *s)
 {
+    if (s->st == S_CLOSING)
+        return;
+    flush_client(s);
     if (s->st == S_CLOSING)
         return;
     if (s->ctls) {
@@ -304,8 +460,22 @@ static void sess_free(sess_t *s)
     al_buf_free(&s->uin);
     al_buf_free(&s->out);
     al_buf_free(&s->tls_scratch);
+    al_buf_free(&s->ck_cl);
+    /* These held the upstream credential (up_fixed, and uphead copies of it). */
+    if (s->up_fixed.p)
+        al_wipe(s->up_fixed.p, s->up_fixed.cap);
+    if (s->uphead.p)
+        al_wipe(s->uphead.p, s->uphead.cap);
+    if (s->ck_up.p)
+        al_wipe(s->ck_up.p, s->ck_up.cap);
+    al_buf_free(&s->ck_up);
+    al_buf_free(&s->up_fixed);
     al_buf_free(&s->action);
     al_buf_free(&s->uphead);
+    al_buf_free(&s->mhead);
+    al_buf_free(&s->mbody);
+    for (size_t i = 0; i < s->n_meng; i++)
+        al_mask_engine_unref(&s->meng[i]);
     al_tls_free(&s->ctls);
     wipe_secrets(s);
     free(s->up_host);
@@ -333,24 +503,121 @@ static void up_closed(uv_handle_t *h)
     up_t *up = h->data;
     sess_t *s = up->s;
     al_tls_free(&up->tls);
+    free(up->url);
     free(up);
-    if (--s->handles == 0)
+    if (s && --s->handles == 0)
         sess_free(s);
 }
 
-/* Drops the upstream connection (a new one is made for the next request). */
-static void up_close(sess_t *s)
+/* ---- the upstream connection pool ----------------------------------------------------------
+ * A connection whose exchange ended cleanly (request sent whole, response
+ * read whole, both sides keep-alive) goes to its listener's pool on this
+ * worker, and the next allowed request for the same upstream.url, from any
+ * client connection, takes it instead of connecting (RFC 9112 §9.3). An
+ * idle pooled connection is read from: EOF or any byte closes it. */
+
+static void pool_unlink(up_t *up)
+{
+    if (!up->pool_ls)
+        return;
+    *up->ppprev = up->pnext;
+    if (up->pnext)
+        up->pnext->ppprev = up->ppprev;
+    up->pool_ls->n_pool--;
+    up->pool_ls = NULL;
+    up->pnext = NULL;
+    up->ppprev = NULL;
+}
+
+static void pool_discard(up_t *up)
+{
+    pool_unlink(up);
+    up->s = NULL;
+    if (!uv_is_closing((uv_handle_t *)&up->tcp))
+        uv_close((uv_handle_t *)&up->tcp, up_closed);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    hw_t *hw = t->data;
+    uint64_t now = uv_now(&hw->w->loop);
+    size_t left = 0;
+    for (size_t k = 0; k < hw->n_ls; k++) {
+        listener_t *l = &hw->ls[k];
+        const al_target_conf_t *tc = al_config_target(hw->w->snap->cfg, l->target);
+        uint64_t idle_ms = (uint64_t)((tc ? tc->http.idle_timeout : 60) * 1000);
+        for (up_t *up = l->pool, *n; up; up = n) {
+            n = up->pnext;
+            if (now - up->idle_since >= idle_ms)
+                pool_discard(up);
+        }
+        left += l->n_pool;
+    }
+    if (!left) {
+        uv_timer_stop(t);
+        hw->sweep_on = false;
+    }
+}
+
+/* Takes a pooled connection to s's upstream, or NULL. */
+static up_t *pool_take(sess_t *s)
+{
+    listener_t *l = (listener_t *)s->ls;
+    for (up_t *up = l->pool; up; up = up->pnext) {
+        if (strcmp(up->url, s->target->upstream.url))
+            continue;
+        pool_unlink(up);
+        up->s = s;
+        s->handles++;
+        return up;
+    }
+    return NULL;
+}
+
+/* Lets go of the session's upstream connection: into the pool when `keep`
+ * and it can serve another request, else closed. */
+static void up_release(sess_t *s, bool keep)
 {
     up_t *up = s->up;
     if (!up)
         return;
+    listener_t *l = (listener_t *)s->ls;
+    bool pool = keep && up->connected && !s->uin.len && !s->hw->draining && s->target &&
+                l->n_pool < (size_t)s->target->http.pool_size && up->url;
+    if (pool)
+        flush_up(s); /* everything for it goes before it serves another */
+    else
+        al_buf_reset(&s->ck_up);
     s->up = NULL;
     s->up_paused = false;
     al_buf_reset(&s->uin);
     al_http_parser_reset(&s->resp);
     up->tcp.data = up;
-    uv_close((uv_handle_t *)&up->tcp, up_closed);
+    if (!pool) {
+        uv_close((uv_handle_t *)&up->tcp, up_closed);
+        return;
+    }
+    up->s = NULL;
+    s->handles--; /* the client handle keeps it above 0 */
+    up->reused = true;
+    up->pool_ls = l;
+    up->pnext = l->pool;
+    if (l->pool)
+        l->pool->ppprev = &up->pnext;
+    up->ppprev = &l->pool;
+    l->pool = up;
+    l->n_pool++;
+    hw_t *hw = s->hw;
+    up->idle_since = uv_now(&hw->w->loop);
+    uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_up_read); /* notice a close */
+    if (!hw->sweep_on) {
+        hw->sweep_on = true;
+        uv_timer_start(&hw->sweep, on_sweep, 1000, 1000);
+    }
 }
+
+/* Drops the upstream connection (a new one is made for the next request). */
+static void up_close(sess_t *s) { up_release(s, false); }
 
 static void record_result(sess_t *s, const char *error);
 static void kid_wake(void *arg) { uv_async_send(arg); }
@@ -362,9 +629,11 @@ static void sess_close(sess_t *s)
     if (s->st == S_CLOSING)
         return;
     if (s->active && !s->audit_wait)
-        record_result(s, "connection closed before the response ended");
+        record_result(s, s->st == S_TUNNEL ? NULL
+                                           : "connection closed before the response ended");
     s->active = false;
     s->st = S_CLOSING;
+    al_sess_end(&s->reg);
     if (s->pend) {
         s->pend->s = NULL;
         s->pend = NULL;
@@ -443,6 +712,27 @@ static void error_reason(sess_t *s, int status, const char *code, const char *re
 
 /* ---- audit ------------------------------------------------------------------------------- */
 
+static void fill_event(sess_t *s, al_audit_event_t *ev);
+
+/* A request refused before any decision (framing, path, unsupported
+ * form): the answer, and a `decision` event with the reason. */
+static void refuse_request(sess_t *s, int status, const char *code, const char *reason,
+                           bool close)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    char st[8];
+    snprintf(st, sizeof st, "%d", status);
+    ev.kind = AL_AUDIT_KIND_DECISION;
+    ev.decision = "deny";
+    ev.reason = reason;
+    ev.status = st;
+    if (s->action.len)
+        ev.action = (al_str_t){s->action.p, s->action.len};
+    al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+    error_reason(s, status, code, reason, close);
+}
+
 static void fill_event(sess_t *s, al_audit_event_t *ev)
 {
     al_audit_event_init(ev);
@@ -459,22 +749,36 @@ static void fill_event(sess_t *s, al_audit_event_t *ev)
     }
 }
 
-/* The RESULT record of an allowed request, referring to its decision.
- * al_audit_event_t has no byte counters: `rows` carries the response body
- * bytes and `reason` reads "bytes_up=N bytes_down=M". */
+/* The RESULT record of an allowed request, referring to its decision:
+ * status, duration and body bytes each way (a WebSocket tunnel: the bytes
+ * relayed after the upgrade). */
 static void record_result(sess_t *s, const char *error)
 {
     al_audit_event_t ev;
     fill_event(s, &ev);
-    char st[8], bytes[80];
-    snprintf(st, sizeof st, "%d", s->status);
-    snprintf(bytes, sizeof bytes, "bytes_up=%lld bytes_down=%lld", (long long)s->bytes_up,
-             (long long)s->bytes_down);
-    ev.kind = AL_AUDIT_KIND_RESULT;
-    ev.ref_id = s->decision_id;
-    ev.decision = error ? "error" : "ok";
-    ev.reason = bytes;
-    ev.rows = s->bytes_down;
+    char st[8], masked[48];
+    status_str(s->status, st);
+    if (s->deferred) {
+        /* An async rule's request is recorded once, when it ended: the
+         * decision with its outcome (as the PostgreSQL gateway does for
+         * async reads). Half the audit writes of a decision + result pair. */
+        ev.kind = AL_AUDIT_KIND_DECISION;
+        ev.decision = "allow";
+        ev.rule = s->rule[0] ? s->rule : NULL;
+        ev.reason = s->reason;
+        s->deferred = false;
+    } else {
+        ev.kind = AL_AUDIT_KIND_RESULT;
+        ev.ref_id = s->decision_id;
+        ev.decision = error ? "error" : "ok";
+    }
+    if (s->masked_values && !ev.reason) {
+        snprintf(masked, sizeof masked, "masked %llu values",
+                 (unsigned long long)s->masked_values);
+        ev.reason = masked;
+    }
+    ev.bytes_up = s->bytes_up;
+    ev.bytes_down = s->bytes_down;
     ev.action = (al_str_t){s->action.p, s->action.len};
     ev.status = s->status ? st : NULL;
     ev.duration_us = (int64_t)((al_mono_ns() - s->t0) / 1000);
@@ -529,25 +833,58 @@ static void on_audit_async(uv_async_t *h)
         pend_t *pd = list;
         list = pd->next;
         if (pd->s) {
-            pd->s->pend = NULL;
-            committed(pd->s, pd->rc, pd->err);
+            sess_t *s = pd->s;
+            s->pend = NULL;
+            cork(s);
+            committed(s, pd->rc, pd->err);
+            uncork(s);
         }
         free(pd);
     }
 }
 
-/* Query parameter names whose values never reach the audit log. */
-static bool sensitive_param(const char *k, size_t n)
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* Query parameter names whose values never reach the audit log: the
+ * target's http.redact_params (exact, case-insensitive) and any name
+ * containing one of the built-in words. */
+static bool sensitive_param(const sess_t *s, const char *k, size_t n)
 {
     static const char *const words[] = {"token", "password", "passwd", "pwd", "secret",
                                         "key", "auth", "signature", "sig", "credential",
                                         "session", "code"};
+    /* The name as the application will read it: percent-decoded (RFC 3986
+     * §2.1), '+' as space (WHATWG urlencoded), lowercase; "%74oken" is
+     * "token". Too long to decode here: redacted. */
     char low[64];
-    if (n >= sizeof low)
-        return true;
-    for (size_t i = 0; i < n; i++)
-        low[i] = (char)((k[i] >= 'A' && k[i] <= 'Z') ? k[i] + 32 : k[i]);
-    low[n] = 0;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++, m++) {
+        if (m + 1 >= sizeof low)
+            return true;
+        unsigned char c = (unsigned char)k[i];
+        if (c == '%' && i + 2 < n) {
+            int hi = hexval(k[i + 1]), lo = hexval(k[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                c = (unsigned char)(hi << 4 | lo);
+                i += 2;
+            }
+        } else if (c == '+') {
+            c = ' ';
+        }
+        low[m] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    low[m] = 0;
+    const al_http_conf_t *hc = &s->target->http;
+    for (size_t i = 0; i < hc->n_redact_params; i++)
+        if (!strcasecmp(hc->redact_params[i], low))
+            return true;
     for (size_t i = 0; i < AL_ARRAY_LEN(words); i++)
         if (strstr(low, words[i]))
             return true;
@@ -571,7 +908,7 @@ static void build_action(sess_t *s, al_str_t method, const char *path, size_t pl
         const char *amp = memchr(q, '&', (size_t)(end - q));
         const char *pe = amp ? amp : end;
         const char *eq = memchr(q, '=', (size_t)(pe - q));
-        if (eq && sensitive_param(q, (size_t)(eq - q))) {
+        if (eq && sensitive_param(s, q, (size_t)(eq - q))) {
             al_buf_append(a, q, (size_t)(eq - q) + 1);
             al_buf_puts(a, "REDACTED");
         } else {
@@ -665,19 +1002,31 @@ static void build_upstream_head(sess_t *s, const al_http_head_t *h, const char *
         al_buf_append(b, "?", 1);
         al_buf_append(b, query.p, query.len);
     }
-    al_buf_puts(b, " HTTP/1.1\r\nHost: ");
-    bool v6 = memchr(s->url.host.p, ':', s->url.host.len) != NULL;
-    al_buf_printf(b, "%s%s%s", v6 ? "[" : "", s->up_host, v6 ? "]" : "");
-    if (s->url.port != (s->url.https ? 443 : 80))
-        al_buf_printf(b, ":%d", s->url.port);
-    al_buf_puts(b, "\r\n");
+    al_buf_puts(b, " HTTP/1.1\r\n");
     const al_upstream_conf_t *u = &s->target->upstream;
+    if (!s->up_fixed.len) {
+        /* The same for every request of the connection: built once. */
+        al_buf_t *f = &s->up_fixed;
+        bool v6 = memchr(s->url.host.p, ':', s->url.host.len) != NULL;
+        al_buf_printf(f, "Host: %s%s%s", v6 ? "[" : "", s->up_host, v6 ? "]" : "");
+        if (s->url.port != (s->url.https ? 443 : 80))
+            al_buf_printf(f, ":%d", s->url.port);
+        al_buf_puts(f, "\r\n");
+        for (size_t k = 0; k < u->n_headers && k < s->n_secrets; k++)
+            al_buf_printf(f, "%s: %s\r\n", u->headers[k].name, s->secrets[k]);
+        /* RFC 7239 §4-§6: an IPv6 node is a quoted "[addr]". */
+        al_buf_printf(f, "Forwarded: for=%s%s%s;proto=%s\r\n", s->peer_v6 ? "\"[" : "",
+                      s->peer, s->peer_v6 ? "]\"" : "", s->ls->tls ? "https" : "http");
+    }
+    al_buf_append(b, s->up_fixed.p, s->up_fixed.len);
     for (size_t i = 0; i < h->nheaders; i++) {
         al_str_t n = h->headers[i].name;
         if (hop_by_hop(h, n) || name_is(n, "host") || name_is(n, "authorization") ||
             name_is(n, "expect") || name_is(n, "forwarded") || name_is(n, "x-request-id") ||
             (n.len > 12 && !strncasecmp(n.p, "x-forwarded-", 12)))
             continue; /* what the agent claims about the hop is not evidence */
+        if (s->n_meng && (name_is(n, "range") || name_is(n, "if-range")))
+            continue; /* masking needs whole bodies: a part could cut a value in two */
         bool injected = false;
         for (size_t k = 0; k < u->n_headers && !injected; k++)
             injected = name_is(n, u->headers[k].name);
@@ -688,16 +1037,24 @@ static void build_upstream_head(sess_t *s, const al_http_head_t *h, const char *
         al_buf_append(b, h->headers[i].value.p, h->headers[i].value.len);
         al_buf_append(b, "\r\n", 2);
     }
-    for (size_t k = 0; k < u->n_headers && k < s->n_secrets; k++)
-        al_buf_printf(b, "%s: %s\r\n", u->headers[k].name, s->secrets[k]);
-    al_buf_printf(b, "X-Request-Id: %s\r\n", s->req_id);
-    /* RFC 7239 §4-§6: an IPv6 node is a quoted "[addr]". */
-    al_buf_printf(b, "Forwarded: for=%s%s%s;proto=%s\r\n", s->peer_v6 ? "\"[" : "", s->peer,
-                  s->peer_v6 ? "]\"" : "", s->ls->tls ? "https" : "http");
+    al_buf_puts(b, "X-Request-Id: ");
+    buf_str(b, s->req_id);
+    al_buf_puts(b, "\r\n");
+    if (s->upgrading) {
+        /* RFC 9110 §7.8: Upgrade is hop-by-hop, so it is sent again, with
+         * the Connection option that names it. */
+        al_str_t uv = al_http_head_get(h, "upgrade");
+        al_buf_puts(b, "Connection: Upgrade\r\nUpgrade: ");
+        al_buf_append(b, uv.p, uv.len);
+        al_buf_puts(b, "\r\n");
+    }
     if (h->has_body && h->chunked)
         al_buf_puts(b, "Transfer-Encoding: chunked\r\n");
-    else if (h->content_length >= 0)
-        al_buf_printf(b, "Content-Length: %lld\r\n", (long long)h->content_length);
+    else if (h->content_length >= 0) {
+        al_buf_puts(b, "Content-Length: ");
+        buf_u64(b, (uint64_t)h->content_length);
+        al_buf_puts(b, "\r\n");
+    }
     al_buf_puts(b, "\r\n");
 }
 
@@ -708,30 +1065,128 @@ static void build_upstream_head(sess_t *s, const al_http_head_t *h, const char *
  * announced, so that connection closes instead (RFC 9110 §10.1.1). */
 static bool body_pending(const sess_t *s) { return s->reqp.state != AL_HTTP_S_HEAD; }
 
-/* Slowloris and idle keep-alive bound: between requests (and while a
- * refused body is dropped) the next head must come within auth_timeout. */
-static void on_idle(uv_timer_t *t)
+static void on_tmr(uv_timer_t *t);
+
+/* Arms the session timer for `k`. Upstream waits (connect, response head)
+ * never outlive the exchange's own deadline (http.request_timeout). */
+static void tmr_arm(sess_t *s, tmr_t k)
 {
-    sess_t *s = t->data;
-    if (s->st == S_HEAD || s->st == S_DISCARD)
-        sess_close(s);
+    if (!s->idle_inited || s->st == S_CLOSING)
+        return;
+    const al_http_conf_t *hc = &s->target->http;
+    double secs = 0;
+    switch (k) {
+    case T_NONE: uv_timer_stop(&s->idle); s->tmr = T_NONE; return;
+    case T_HEAD: secs = hc->header_timeout; break;
+    case T_IDLE: secs = hc->idle_timeout; break;
+    case T_CONNECT: secs = s->target->upstream.connect_timeout; break;
+    case T_RESPONSE: secs = hc->header_timeout; break;
+    case T_REQUEST: secs = 0; break;
+    case T_TOKEN: {
+        double left = s->principal ? s->principal->exp + s->target->session_grace - al_now() : 0;
+        secs = left > 0 ? left : 0.001;
+        break;
+    }
+    }
+    uint64_t ms = (uint64_t)(secs * 1000);
+    if (k == T_CONNECT || k == T_RESPONSE || k == T_REQUEST) {
+        uint64_t now = uv_now(&s->hw->w->loop);
+        uint64_t left = s->deadline > now ? s->deadline - now : 0;
+        if (k == T_REQUEST || left <= ms) {
+            k = T_REQUEST;
+            ms = left;
+        }
+    }
+    s->tmr = k;
+    uv_timer_start(&s->idle, on_tmr, ms ? ms : 1, 0);
 }
 
-static void idle_arm(sess_t *s)
+/* While an exchange is in flight: the response head is awaited once the
+ * request went out whole, else the whole-exchange deadline runs. */
+static void tmr_exchange(sess_t *s)
 {
-    if (s->idle_inited && s->st != S_CLOSING)
-        uv_timer_start(&s->idle, on_idle, (uint64_t)(s->target->auth_timeout * 1000), 0);
+    if (s->st == S_CLOSING || s->st == S_TUNNEL)
+        return;
+    tmr_arm(s, s->req_done && !s->resp_started && !s->mask_body ? T_RESPONSE : T_REQUEST);
+}
+
+static void upstream_error(sess_t *s, int status, const char *why);
+
+static void on_tmr(uv_timer_t *t)
+{
+    sess_t *s = t->data;
+    char why[160];
+    const al_target_conf_t *tc = s->target;
+    switch (s->tmr) {
+    case T_HEAD:
+    case T_IDLE:
+        /* Slowloris and idle keep-alive: a head that does not complete in
+         * header_timeout, or no request within idle_timeout. */
+        if (s->st == S_HEAD || s->st == S_DISCARD) {
+            al_log(AL_LOG_DEBUG, s->tmr == T_HEAD ? "request head timed out"
+                                                  : "idle keep-alive connection closed",
+                   "session", s->session_id, NULL);
+            sess_close(s);
+        }
+        return;
+    case T_CONNECT:
+        snprintf(why, sizeof why, "cannot connect to the upstream within %gs "
+                                  "(upstream.connect_timeout)", tc->upstream.connect_timeout);
+        upstream_error(s, 504, why);
+        return;
+    case T_RESPONSE:
+        snprintf(why, sizeof why, "the upstream did not answer within %gs "
+                                  "(http.header_timeout)", tc->http.header_timeout);
+        upstream_error(s, 504, why);
+        return;
+    case T_REQUEST:
+        snprintf(why, sizeof why, "the exchange took longer than %gs (http.request_timeout)",
+                 tc->http.request_timeout);
+        upstream_error(s, 504, why);
+        return;
+    case T_TOKEN:
+        if (s->st == S_TUNNEL) {
+            s->active = false;
+            record_result(s, "token expired");
+            sess_close(s);
+        }
+        return;
+    case T_NONE:
+        return;
+    }
+}
+
+/* A held upgrade request that was not carried out: parse on. */
+static void unhold(sess_t *s)
+{
+    if (s->reqp.state == AL_HTTP_S_HOLD)
+        al_http_parser_resume(&s->reqp);
+    s->upgrading = false;
 }
 
 static void after_refusal(sess_t *s)
 {
     if (s->st == S_CLOSING)
         return;
+    unhold(s);
     bool body = body_pending(s);
     s->st = body ? S_DISCARD : S_HEAD;
-    idle_arm(s);
+    tmr_arm(s, body ? T_HEAD : T_IDLE);
     if ((body && s->expect_continue) || !s->client_keep || s->drain_close)
         close_when_flushed(s);
+}
+
+/* RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+ * "+" / "/" ) *"=". A switch, not strchr: this runs for every byte of
+ * every token on every request. */
+static inline bool b64token_char(char c)
+{
+    switch (c) {
+    case '-': case '.': case '_': case '~': case '+': case '/':
+        return true;
+    default:
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    }
 }
 
 /* RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token, the scheme
@@ -747,8 +1202,7 @@ static int bearer(al_str_t v, al_str_t *tok)
     if (i == 6 || i == v.len)
         return -1;
     size_t start = i;
-    while (i < v.len && (strchr("-._~+/", v.p[i]) || (v.p[i] >= 'a' && v.p[i] <= 'z') ||
-                         (v.p[i] >= 'A' && v.p[i] <= 'Z') || (v.p[i] >= '0' && v.p[i] <= '9')))
+    while (i < v.len && b64token_char(v.p[i]))
         i++;
     while (i < v.len && v.p[i] == '=')
         i++;
@@ -819,8 +1273,7 @@ static bool authenticate(sess_t *s, const al_http_head_t *h)
     al_principal_t *p = NULL;
     al_verify_info_t info;
     memset(&info, 0, sizeof info);
-    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, tok.p, tok.len, NULL,
-                                   al_now(), &p, &info);
+    al_tok_status_t st = al_worker_verify(w, tok.p, tok.len, al_now(), &p, &info);
     if (st == AL_TOK_UNKNOWN_KID && info.refetch && !s->kid_retried &&
         uv_async_init(&w->loop, &s->kid_wait, on_kid_fetched) == 0) {
         /* RFC 7517 §5: the issuer may have rotated; wait for the
@@ -838,6 +1291,8 @@ static bool authenticate(sess_t *s, const al_http_head_t *h)
         return false;
     }
     s->principal = p;
+    al_sess_identify(s->reg, p);
+    al_sess_action(s->reg);
     return true;
 }
 
@@ -881,6 +1336,29 @@ static void audit_refusal(sess_t *s, const al_verdict_t *v)
     al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
 }
 
+/* The engines that mask this exchange's response: the target's unnamed
+ * masking entries and those the deciding rule names. */
+static void set_masks(sess_t *s, const al_verdict_t *v)
+{
+    for (size_t i = 0; i < s->n_meng; i++)
+        al_mask_engine_unref(&s->meng[i]);
+    s->n_meng = 0;
+    s->mask_body = false;
+    s->masked_values = 0;
+    const al_mask_set_t *ms = s->hw->w->snap->masks;
+    al_mask_engine_t *e = al_mask_set_target(ms, s->target->name);
+    if (e)
+        s->meng[s->n_meng++] = al_mask_engine_ref(e);
+    for (size_t i = 0; i < v->n_masks && s->n_meng < AL_ARRAY_LEN(s->meng); i++)
+        if ((e = al_mask_set_named(ms, v->masks[i], s->target->name)))
+            s->meng[s->n_meng++] = al_mask_engine_ref(e);
+    for (size_t i = 0; i < s->n_meng; i++)
+        if (al_mask_scratch_alloc(s->meng[i], &s->hw->mscr) < 0) {
+            al_log(AL_LOG_ERROR, "cannot allocate masking scratch", NULL);
+            s->mask_failed = true;
+        }
+}
+
 /* A request head arrived: decide it. h points into s->cin. */
 static void on_request(sess_t *s, const al_http_head_t *h)
 {
@@ -895,30 +1373,43 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     s->client_http10 = h->version == 10;
     s->expect_continue = h->expect_continue;
     s->req_chunked = h->has_body && h->chunked;
-    snprintf(s->method, sizeof s->method, "%.*s", (int)AL_MIN(h->method.len, 31), h->method.p);
+    size_t ml = AL_MIN(h->method.len, sizeof s->method - 1);
+    memcpy(s->method, h->method.p, ml);
+    s->method[ml] = 0;
     al_str_t rid = al_http_head_get(h, "x-request-id");
-    if (req_id_ok(rid))
-        snprintf(s->req_id, sizeof s->req_id, "%.*s", (int)rid.len, rid.p);
+    if (req_id_ok(rid)) {
+        memcpy(s->req_id, rid.p, rid.len); /* at most MAX_REQ_ID */
+        s->req_id[rid.len] = 0;
+    }
     else
         al_audit_uuid7((int64_t)(al_now() * 1e6), s->req_id);
     al_buf_reset(&s->action);
     al_buf_append(&s->action, h->method.p, h->method.len);
 
     if (h->form == AL_HTTP_FORM_AUTHORITY || h->form == AL_HTTP_FORM_ASTERISK) {
-        error_reason(s, 501, "not_implemented", h->form == AL_HTTP_FORM_AUTHORITY
-                                                    ? "CONNECT tunnels are not supported"
+        refuse_request(s, 501, "not_implemented", h->form == AL_HTTP_FORM_AUTHORITY
+                                                    ? "CONNECT is served by the listeners of "
+                                                      "'protocol: tcp' targets, not http ones"
                                                     : "OPTIONS * is not supported", true);
         return;
     }
     if (h->upgrade) {
-        /* The parser holds after an upgrade request; this version does not
-         * tunnel (WebSocket), so the connection ends. */
-        error_reason(s, 501, "not_implemented", "protocol upgrades are not supported", true);
-        return;
+        /* RFC 6455 §4.1: a WebSocket opening handshake is a GET without a
+         * body. Other upgrades (h2c, TLS) are not relayed. */
+        al_str_t u = al_http_head_get(h, "upgrade");
+        if (!(u.len == 9 && !strncasecmp(u.p, "websocket", 9))) {
+            refuse_request(s, 501, "not_implemented",
+                           "only 'Upgrade: websocket' is relayed", true);
+            return;
+        }
+        if (h->has_body || !(h->method.len == 3 && !memcmp(h->method.p, "GET", 3))) {
+            refuse_request(s, 400, "bad_request", "bad_upgrade", true);
+            return;
+        }
     }
     al_str_t path, query;
     if (al_http_target_split(h->target, &path, &query) != AL_OK) {
-        error_reason(s, 400, "bad_request", "bad_target", true);
+        refuse_request(s, 400, "bad_request", "bad_target", true);
         return;
     }
     size_t cap = path.len + 2, nlen = 0;
@@ -926,7 +1417,7 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     const char *perr = NULL;
     if (al_http_path_normalize(path.p, path.len, npath, cap, &nlen, &perr) != AL_OK) {
         free(npath);
-        error_reason(s, 400, "bad_request", perr ? perr : "bad_path", false);
+        refuse_request(s, 400, "bad_request", perr ? perr : "bad_path", false);
         after_refusal(s);
         return;
     }
@@ -959,12 +1450,20 @@ static void on_request(sess_t *s, const al_http_head_t *h)
         after_refusal(s);
         return;
     }
+    set_masks(s, &v);
+    s->upgrading = h->upgrade;
+    s->has_body = h->has_body;
+    s->retried = false;
     build_upstream_head(s, h, npath, nlen, query);
     free(npath);
     s->active = true;
+    s->deadline = uv_now(&s->hw->w->loop) + (uint64_t)(s->target->http.request_timeout * 1000);
+    tmr_arm(s, T_REQUEST);
     s->strict = v.audit != AL_AUDIT_MODE_ASYNC;
     s->reason = v.reason;
-    snprintf(s->rule, sizeof s->rule, "%s", v.rule ? v.rule->name : "");
+    size_t rl = v.rule ? AL_MIN(strlen(v.rule->name), sizeof s->rule - 1) : 0;
+    memcpy(s->rule, v.rule ? v.rule->name : "", rl);
+    s->rule[rl] = 0;
     s->st = S_WAIT;
     al_audit_event_t ev;
     fill_event(s, &ev);
@@ -973,8 +1472,12 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     ev.decision = "allow";
     ev.rule = s->rule[0] ? s->rule : NULL;
     ev.reason = v.reason;
+    s->deferred = !s->strict && !s->upgrading; /* a tunnel is recorded when it opens */
     if (!s->strict) { /* process_client proceeds once the head is consumed */
-        al_audit_submit_async(s->hw->w->rt->audit, &ev, s->decision_id);
+        if (!s->deferred)
+            al_audit_submit_async(s->hw->w->rt->audit, &ev, s->decision_id);
+        else
+            s->decision_id[0] = 0;
         return;
     }
     pend_t *pd = al_xcalloc(1, sizeof *pd);
@@ -993,23 +1496,56 @@ static void on_request(sess_t *s, const al_http_head_t *h)
 
 /* ---- upstream connection ----------------------------------------------------------------- */
 
-static void upstream_failed(sess_t *s, const char *why)
+/* RFC 9110 §9.2.2 */
+static bool idempotent(const char *m)
 {
+    static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+    for (size_t i = 0; i < AL_ARRAY_LEN(ok); i++)
+        if (!strcmp(m, ok[i]))
+            return true;
+    return false;
+}
+
+/* A pooled connection can be closed by the upstream just as a request is
+ * written to it. An idempotent request without a body that got no byte of
+ * response is sent once more on a fresh connection (RFC 9110 §9.2.2,
+ * RFC 9112 §9.3.1); anything else fails. */
+static bool retry_fresh(sess_t *s)
+{
+    if (!s->up || !s->up->reused || s->retried || s->resp_started || s->mask_body ||
+        s->has_body || s->upgrading || !s->active || !idempotent(s->method) || !s->uphead.len)
+        return false;
+    s->retried = true;
+    up_close(s);
+    s->req_done = false;
+    s->st = S_WAIT;
+    proceed(s);
+    return true;
+}
+
+static void upstream_failed(sess_t *s, const char *why) { upstream_error(s, 502, why); }
+
+/* The exchange failed on the upstream side: 502 (or 504 for a timeout)
+ * when nothing of the response was sent yet, else the connection closes. */
+static void upstream_error(sess_t *s, int status, const char *why)
+{
+    if (status == 502 && retry_fresh(s))
+        return;
     al_log(AL_LOG_WARN, "upstream request failed", "target", s->target->name, "session",
            s->session_id, "error", why, NULL);
     up_close(s);
     if (!s->active)
         return;
     s->active = false;
-    s->status = 502;
+    s->status = status;
     record_result(s, why);
     if (!s->resp_started)
-        error_reason(s, 502, "bad_gateway", why, true);
+        error_reason(s, status, status == 504 ? "gateway_timeout" : "bad_gateway", why, true);
     else
         close_when_flushed(s);
 }
 
-static void on_connected(uv_connect_t *c, int status)
+static void on_connected_in(uv_connect_t *c, int status)
 {
     up_t *up = c->data;
     sess_t *s = up->s;
@@ -1022,6 +1558,7 @@ static void on_connected(uv_connect_t *c, int status)
         return;
     }
     up->connected = true;
+    tmr_exchange(s);
     uv_tcp_nodelay(&up->tcp, 1);
     uv_read_start((uv_stream_t *)&up->tcp, on_alloc, on_up_read);
     if (s->url.https) {
@@ -1039,10 +1576,24 @@ static void on_connected(uv_connect_t *c, int status)
     proceed(s);
 }
 
+static void on_connected(uv_connect_t *c, int status)
+{
+    sess_t *cs = ((up_t *)c->data)->s;
+    if (!cs) {
+        on_connected_in(c, status);
+        return;
+    }
+    cork(cs);
+    on_connected_in(c, status);
+    uncork(cs);
+}
+
 static void connect_upstream(sess_t *s)
 {
     up_t *up = al_xcalloc(1, sizeof *up);
     up->s = s;
+    up->url = al_xstrdup(s->target->upstream.url);
+    tmr_arm(s, T_CONNECT);
     uv_tcp_init(&s->hw->w->loop, &up->tcp);
     up->tcp.data = up;
     s->handles++;
@@ -1081,6 +1632,10 @@ static void proceed(sess_t *s)
 {
     if (s->st == S_CLOSING || s->resolving)
         return;
+    if (!s->up && !s->retried && (s->up = pool_take(s))) {
+        al_http_parser_reset(&s->resp);
+        al_buf_reset(&s->uin);
+    }
     if (!s->up) {
         if (s->up_addr.ss_family) {
             connect_upstream(s);
@@ -1103,14 +1658,19 @@ static void proceed(sess_t *s)
     if (!s->up->connected)
         return;
     al_http_parser_set_request(&s->resp, (al_str_t){s->method, strlen(s->method)});
+    up_t *sent_on = s->up;
     to_up(s, s->uphead.p, s->uphead.len);
+    if (s->st == S_CLOSING || s->up != sent_on)
+        return; /* the write failed: closed, or being retried */
     s->bytes_up = 0;
-    al_buf_reset(&s->uphead);
+    if (s->has_body || s->upgrading)
+        al_buf_reset(&s->uphead); /* kept for a retry otherwise (retry_fresh) */
     if (s->st == S_CLOSING)
         return;
-    if (!body_pending(s)) { /* no body: the request is complete */
+    if (!body_pending(s) || s->upgrading) { /* no body: the request is complete */
         s->req_done = true;
         s->st = S_RESPONSE;
+        tmr_exchange(s);
     } else {
         if (s->expect_continue) {
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -1163,7 +1723,7 @@ static bool head_done(sess_t *s, size_t k)
     return true;
 }
 
-static void on_kid_fetched(uv_async_t *a)
+static void on_kid_fetched_in(uv_async_t *a)
 {
     sess_t *s = a->data;
     s->kid_waiting = false;
@@ -1178,8 +1738,29 @@ static void on_kid_fetched(uv_async_t *a)
         update_reads(s);
 }
 
+static void on_kid_fetched(uv_async_t *a)
+{
+    sess_t *cs = (sess_t *)a->data;
+    if (!cs) {
+        on_kid_fetched_in(a);
+        return;
+    }
+    cork(cs);
+    on_kid_fetched_in(a);
+    uncork(cs);
+}
+
 static void process_client(sess_t *s)
 {
+    if (s->st == S_TUNNEL) {
+        if (s->cin.len && s->up && queued(&s->up->tcp) <= HIGH_WATER) {
+            to_up(s, s->cin.p, s->cin.len);
+            s->bytes_up += (int64_t)s->cin.len;
+            al_buf_reset(&s->cin);
+        }
+        update_reads(s);
+        return;
+    }
     while (s->st == S_HEAD || s->st == S_BODY || s->st == S_DISCARD) {
         if (!s->cin.len || s->kid_waiting)
             break;
@@ -1189,22 +1770,32 @@ static void process_client(sess_t *s)
         ssize_t k = al_http_parse(&s->reqp, (const uint8_t *)s->cin.p, s->cin.len, &m);
         if (k < 0) {
             const char *why = al_http_err_str(s->reqp.err);
+            bool was_active = s->active;
             if (s->active) {
                 s->active = false;
                 s->status = 400;
                 record_result(s, why);
             }
             up_close(s);
-            if (s->st == S_HEAD)
+            if (s->st == S_HEAD) {
                 s->req_id[0] = 0;
-            if (!s->resp_started)
+                al_buf_reset(&s->action);
+            }
+            if (s->resp_started)
+                close_when_flushed(s);
+            else if (was_active)
                 error_reason(s, 400, "bad_request", why, true);
             else
-                close_when_flushed(s);
+                refuse_request(s, 400, "bad_request", why, true);
             return;
         }
-        if (k == 0)
+        if (k == 0) {
+            /* Part of a head is here: it must complete within
+             * header_timeout from now (not restarted by each byte). */
+            if (s->st == S_HEAD && s->tmr == T_IDLE)
+                tmr_arm(s, T_HEAD);
             break;
+        }
         if (m.event == AL_HTTP_EV_HEAD) {
             if (s->st != S_HEAD) { /* cannot happen: one message at a time */
                 sess_close(s);
@@ -1230,6 +1821,7 @@ static void process_client(sess_t *s)
                     to_up(s, "0\r\n\r\n", 5);
                 s->req_done = true;
                 s->st = S_RESPONSE;
+                tmr_exchange(s);
             }
         } else if (s->st == S_DISCARD && m.event == AL_HTTP_EV_END) {
             s->st = S_HEAD;
@@ -1246,7 +1838,7 @@ static void update_reads(sess_t *s)
     if (s->st == S_CLOSING)
         return;
     bool want = !s->flush_close && !s->client_eof && !s->kid_waiting &&
-                s->cin.len < MAX_PENDING &&
+                s->cin.len < (s->st == S_TUNNEL ? HIGH_WATER : MAX_PENDING) &&
                 !(s->up && queued(&s->up->tcp) > HIGH_WATER);
     if (want && s->client_paused) {
         s->client_paused = false;
@@ -1272,31 +1864,37 @@ static void exchange_end(sess_t *s)
 {
     s->active = false;
     record_result(s, NULL);
-    if (!s->up_keep || !s->req_done)
-        up_close(s);
+    up_release(s, s->up_keep && s->req_done);
     if (s->resp_chunked)
         to_client(s, "0\r\n\r\n", 5);
     if (s->st == S_CLOSING)
         return;
+    al_buf_reset(&s->uphead);
+    al_buf_reset(&s->mbody);
+    s->mask_body = false;
     if (!s->client_keep || s->close_after || s->drain_close || !s->req_done) {
         close_when_flushed(s);
         return;
     }
     s->st = S_HEAD;
     s->req_id[0] = 0;
-    idle_arm(s);
+    tmr_arm(s, T_IDLE);
     process_client(s);
 }
 
 /* ---- upstream input ---------------------------------------------------------------------- */
 
-static void response_head(sess_t *s, const al_http_head_t *h)
+/* The status line and end-to-end fields of a response, as the client gets
+ * them: hop-by-hop fields and framing removed (RFC 9110 §7.6.1), an
+ * X-Request-Id added. `strip_coding`: a body airlock decoded loses its
+ * Content-Encoding, and validators that described the encoded or unmasked
+ * bytes (ETag, Content-MD5, Digest) go with it. */
+static void head_fields(sess_t *s, const al_http_head_t *h, al_buf_t *b, bool strip_coding)
 {
-    s->status = h->status;
-    s->up_keep = h->keep_alive && !h->close_delimited;
-    al_buf_t *b = &s->out;
-    al_buf_reset(b);
-    al_buf_printf(b, "HTTP/1.1 %d ", h->status);
+    char st[8];
+    al_buf_puts(b, "HTTP/1.1 ");
+    al_buf_append(b, status_str(h->status, st), 3);
+    al_buf_append(b, " ", 1);
     al_buf_append(b, h->reason.p, h->reason.len);
     al_buf_puts(b, "\r\n");
     bool has_rid = false;
@@ -1304,17 +1902,220 @@ static void response_head(sess_t *s, const al_http_head_t *h)
         al_str_t n = h->headers[i].name;
         if (hop_by_hop(h, n))
             continue;
+        if (strip_coding && (name_is(n, "content-encoding") || name_is(n, "etag") ||
+                             name_is(n, "content-md5") || name_is(n, "digest")))
+            continue;
         has_rid |= name_is(n, "x-request-id");
         al_buf_append(b, n.p, n.len);
         al_buf_append(b, ": ", 2);
         al_buf_append(b, h->headers[i].value.p, h->headers[i].value.len);
         al_buf_append(b, "\r\n", 2);
     }
-    if (!has_rid)
-        al_buf_printf(b, "X-Request-Id: %s\r\n", s->req_id);
+    if (!has_rid) {
+        al_buf_puts(b, "X-Request-Id: ");
+        buf_str(b, s->req_id);
+        al_buf_puts(b, "\r\n");
+    }
+}
+
+static void content_length(al_buf_t *b, int64_t n)
+{
+    al_buf_puts(b, "Content-Length: ");
+    buf_u64(b, (uint64_t)n);
+    al_buf_puts(b, "\r\n");
+}
+
+static void conn_field(sess_t *s, al_buf_t *b)
+{
+    if (!s->client_keep || s->drain_close || s->close_after)
+        al_buf_puts(b, "Connection: close\r\n");
+    else if (s->client_http10)
+        al_buf_puts(b, "Connection: keep-alive\r\n");
+}
+
+/* 101 to an authorized WebSocket handshake: relay it and tunnel. */
+static void tunnel_start(sess_t *s, const al_http_head_t *h)
+{
+    al_buf_t *b = &s->out;
+    al_buf_reset(b);
+    head_fields(s, h, b, false);
+    al_str_t u = al_http_head_get(h, "upgrade");
+    al_buf_puts(b, "Connection: Upgrade\r\nUpgrade: ");
+    al_buf_append(b, u.p, u.len);
+    al_buf_puts(b, "\r\n\r\n");
+    to_client(s, b->p, b->len);
+    al_buf_reset(b);
+    s->status = h->status;
+    s->resp_started = true;
+    s->bytes_up = s->bytes_down = 0;
+    s->st = S_TUNNEL;
+    al_http_parser_tunnel(&s->reqp);
+    tmr_arm(s, T_TOKEN); /* no per-request re-check in a tunnel: it ends with the token */
+}
+
+/* Content-Encoding of a body to be masked: 0 none, 1 gzip, 2 deflate, -1
+ * anything else (br, zstd, compress, a list). RFC 9110 §8.4.1. */
+static int body_coding(const al_http_head_t *h)
+{
+    al_str_t v = al_http_head_get(h, "content-encoding");
+    size_t n = 0;
+    for (size_t i = 0; i < h->nheaders; i++)
+        n += name_is(h->headers[i].name, "content-encoding");
+    if (!v.p || (n == 1 && (v.len == 0 || name_is(v, "identity"))))
+        return 0;
+    if (n != 1)
+        return -1;
+    if (name_is(v, "gzip") || name_is(v, "x-gzip"))
+        return 1;
+    if (name_is(v, "deflate"))
+        return 2;
+    return -1;
+}
+
+/* Returns false after refusing the response (masking cannot be done). */
+static bool mask_prepare(sess_t *s, const al_http_head_t *h)
+{
+    al_str_t ct = al_http_head_get(h, "content-type");
+    if (!s->n_meng || !h->has_body || !al_mask_http_maskable(ct))
+        return true;
+    const al_http_conf_t *hc = &s->target->http;
+    const char *why = NULL;
+    int coding = body_coding(h);
+    if (s->mask_failed)
+        why = "mask_failed: masking is not available on this worker";
+    else if (h->status == 206)
+        why = "mask_partial_content: a partial body cannot be masked";
+    else if (coding < 0)
+        why = "mask_encoding_refused: the body's Content-Encoding cannot be decoded to mask it";
+    else if (coding > 0 && hc->compressed == AL_HTTP_COMPRESSED_REFUSE)
+        why = "mask_encoding_refused: compressed bodies are refused (http.compressed: refuse)";
+    else if (h->content_length > (int64_t)hc->max_mask_body)
+        why = "mask_body_too_large: the body exceeds http.max_mask_body";
+    if (why) {
+        upstream_error(s, 502, why);
+        return false;
+    }
+    s->mask_body = true;
+    s->mask_coding = coding;
+    if (ct.len < sizeof s->ctype)
+        snprintf(s->ctype, sizeof s->ctype, "%.*s", (int)ct.len, ct.p);
+    else
+        snprintf(s->ctype, sizeof s->ctype, "text/plain"); /* odd: scan it as text */
+    al_buf_reset(&s->mhead);
+    al_buf_reset(&s->mbody);
+    head_fields(s, h, &s->mhead, coding > 0);
+    s->status = h->status;
+    tmr_exchange(s);
+    return true;
+}
+
+/* Inflates a gzip (RFC 1952) or zlib-wrapped deflate (RFC 1950, what
+ * RFC 9110 §8.4.1.2 calls "deflate"; raw deflate accepted too, as sent by
+ * some servers) body into out, at most cap bytes. */
+static const char *inflate_body(const al_buf_t *in, int coding, size_t cap, al_buf_t *out)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        z_stream z;
+        memset(&z, 0, sizeof z);
+        int wbits = coding == 1 ? 15 + 16 : (attempt ? -15 : 15);
+        if (inflateInit2(&z, wbits) != Z_OK)
+            return "mask_failed: cannot start decompression";
+        al_buf_reset(out);
+        z.next_in = (Bytef *)in->p;
+        z.avail_in = (uInt)in->len;
+        int rc = Z_OK;
+        char chunk[16384];
+        while (rc == Z_OK) {
+            z.next_out = (Bytef *)chunk;
+            z.avail_out = sizeof chunk;
+            rc = inflate(&z, Z_NO_FLUSH);
+            size_t got = sizeof chunk - z.avail_out;
+            if (out->len + got > cap) {
+                inflateEnd(&z);
+                return "mask_body_too_large: the decoded body exceeds http.max_mask_body";
+            }
+            al_buf_append(out, chunk, got);
+            if (rc == Z_BUF_ERROR && !z.avail_in)
+                break;
+        }
+        inflateEnd(&z);
+        if (rc == Z_STREAM_END && !z.avail_in)
+            return out->oom ? "mask_failed: out of memory" : NULL;
+        if (rc == Z_DATA_ERROR && coding == 2 && !attempt)
+            continue;
+        return rc == Z_STREAM_END ? "mask_encoding_refused: bytes after the compressed body"
+                                  : "mask_encoding_refused: the compressed body is damaged";
+    }
+    return "mask_encoding_refused: the compressed body is damaged";
+}
+
+/* The buffered body ended: decode, mask with every engine in turn, send
+ * the head with the new Content-Length and the body. False after refusing. */
+static bool mask_finish(sess_t *s)
+{
+    al_buf_t plain, a, b;
+    al_buf_init(&plain);
+    al_buf_init(&a);
+    al_buf_init(&b);
+    const char *why = NULL;
+    const al_buf_t *cur = &s->mbody;
+    if (s->mask_coding) {
+        why = inflate_body(&s->mbody, s->mask_coding, (size_t)s->target->http.max_mask_body,
+                           &plain);
+        cur = &plain;
+    }
+    al_str_t ct = {s->ctype, strlen(s->ctype)};
+    al_mask_stats_t st;
+    for (size_t i = 0; !why && i < s->n_meng; i++) {
+        al_buf_t *dst = cur == &a ? &b : &a;
+        al_buf_reset(dst);
+        memset(&st, 0, sizeof st);
+        al_mask_rc_t rc = al_mask_http_body(s->meng[i], s->hw->mscr, ct, cur->p ? cur->p : "",
+                                            cur->len, dst, &st);
+        if (rc == AL_MASK_MASKED) {
+            cur = dst;
+            s->masked_values += st.values;
+        } else if (rc != AL_MASK_OK) {
+            why = "mask_failed: the masking engine failed";
+        }
+    }
+    if (why) {
+        al_buf_free(&plain);
+        al_buf_free(&a);
+        al_buf_free(&b);
+        s->mask_body = false;
+        upstream_error(s, 502, why);
+        return false;
+    }
+    al_buf_t *o = &s->mhead;
+    al_buf_printf(o, "Content-Length: %zu\r\n", cur->len);
+    conn_field(s, o);
+    al_buf_puts(o, "\r\n");
+    to_client(s, o->p, o->len);
+    to_client(s, cur->p, cur->len);
+    s->bytes_down = (int64_t)cur->len;
+    s->resp_started = true;
+    al_buf_reset(&s->mhead);
+    al_buf_reset(&s->mbody);
+    al_buf_free(&plain);
+    al_buf_free(&a);
+    al_buf_free(&b);
+    s->mask_body = false;
+    return s->st != S_CLOSING;
+}
+
+static void response_head(sess_t *s, const al_http_head_t *h)
+{
+    s->status = h->status;
+    s->up_keep = h->keep_alive && !h->close_delimited;
+    if (!mask_prepare(s, h) || s->mask_body)
+        return;
+    al_buf_t *b = &s->out;
+    al_buf_reset(b);
+    head_fields(s, h, b, false);
     if (!h->has_body) {
         if (h->content_length >= 0)
-            al_buf_printf(b, "Content-Length: %lld\r\n", (long long)h->content_length);
+            content_length(b, h->content_length);
     } else if (h->chunked || h->close_delimited) {
         if (!s->client_http10) {
             /* RFC 9112 §7: chunked for an HTTP/1.1 client; the upstream's own
@@ -1325,20 +2126,41 @@ static void response_head(sess_t *s, const al_http_head_t *h)
             s->close_after = true; /* HTTP/1.0: the body ends with the connection */
         }
     } else {
-        al_buf_printf(b, "Content-Length: %lld\r\n", (long long)h->content_length);
+        content_length(b, h->content_length);
     }
-    if (!s->client_keep || s->drain_close || s->close_after)
-        al_buf_puts(b, "Connection: close\r\n");
-    else if (s->client_http10)
-        al_buf_puts(b, "Connection: keep-alive\r\n");
+    conn_field(s, b);
     al_buf_puts(b, "\r\n");
     to_client(s, b->p, b->len);
     al_buf_reset(b);
     s->resp_started = true;
+    tmr_exchange(s);
+}
+
+/* The response was read whole (or ended with the connection). */
+static void response_done(sess_t *s)
+{
+    s->resp_done = true;
+    if (s->mask_body && !mask_finish(s))
+        return;
+    if (!s->req_done) {
+        /* Answered before the body was sent whole (e.g. 413): this
+         * connection's framing cannot be trusted to continue. */
+        s->close_after = true;
+    }
+    exchange_end(s);
 }
 
 static void up_feed(sess_t *s)
 {
+    if (s->st == S_TUNNEL) {
+        if (s->uin.len && queued(&s->client) <= HIGH_WATER) {
+            to_client(s, s->uin.p, s->uin.len);
+            s->bytes_down += (int64_t)s->uin.len;
+            al_buf_reset(&s->uin);
+        }
+        update_reads(s);
+        return;
+    }
     while (s->st != S_CLOSING && s->uin.len && s->up) {
         if (!s->active) {
             upstream_failed(s, "the upstream sent bytes with no request outstanding");
@@ -1356,60 +2178,96 @@ static void up_feed(sess_t *s)
         if (k == 0)
             break;
         if (m.event == AL_HTTP_EV_HEAD) {
-            if (m.head.status < 200) { /* interim: not forwarded */
+            if (m.head.status < 200 && m.head.status != 101) { /* interim: not forwarded */
                 consume(&s->uin, (size_t)k);
                 continue;
             }
             if (m.head.tunnel) {
-                upstream_failed(s, "the upstream switched protocols, which was not asked for");
+                if (!s->upgrading || m.head.status != 101) {
+                    upstream_failed(s, "the upstream switched protocols, which was not "
+                                       "asked for");
+                    return;
+                }
+                tunnel_start(s, &m.head);
+                consume(&s->uin, (size_t)k);
+                up_feed(s);          /* bytes the upstream sent after its 101 */
+                if (s->st == S_TUNNEL)
+                    process_client(s); /* and the client's, after its request */
                 return;
             }
+            if (s->upgrading)
+                unhold(s); /* refused the upgrade: an ordinary response */
             response_head(s, &m.head);
+        } else if (s->mask_body) {
+            al_buf_append(&s->mbody, m.body.p, m.body.len);
+            if (s->mbody.len > (size_t)s->target->http.max_mask_body || s->mbody.oom) {
+                s->mask_body = false;
+                upstream_error(s, 502, "mask_body_too_large: the body exceeds "
+                                       "http.max_mask_body");
+                return;
+            }
         } else {
             send_chunk(s, false, s->resp_chunked, m.body);
             s->bytes_down += (int64_t)m.body.len;
         }
+        if (s->st == S_CLOSING || !s->up)
+            return;
         consume(&s->uin, (size_t)k);
         if (m.done) {
-            s->resp_done = true;
-            if (s->req_done) {
-                exchange_end(s);
-            } else {
-                /* Answered before the body was sent whole (e.g. 413): this
-                 * connection's framing cannot be trusted to continue. */
-                s->close_after = true;
-                s->req_done = false;
-                exchange_end(s);
-            }
+            response_done(s);
             return;
         }
     }
     update_reads(s);
 }
 
-static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+/* The upstream closed (EOF or TLS close_notify) with the exchange active. */
+static void up_eof(sess_t *s)
+{
+    if (s->st == S_TUNNEL) {
+        to_client(s, s->uin.p, s->uin.len); /* what is left, whatever is queued */
+        s->bytes_down += (int64_t)s->uin.len;
+        s->active = false;
+        record_result(s, NULL);
+        up_close(s);
+        close_when_flushed(s);
+        return;
+    }
+    al_http_msg_t m;
+    if (al_http_parser_eof(&s->resp, &m) == AL_OK && m.event == AL_HTTP_EV_END &&
+        (s->resp_started || s->mask_body)) {
+        s->up_keep = false;
+        response_done(s);
+        return;
+    }
+    upstream_failed(s, s->resp_started || s->mask_body ? "the upstream closed mid-response"
+                                                       : "the upstream closed without a "
+                                                         "response");
+}
+
+static void on_up_read_in(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     up_t *up = st->data;
     sess_t *s = up->s;
+    if (!s) { /* pooled and idle: closed by the upstream, or stray bytes */
+        if (n != 0)
+            pool_discard(up);
+        return;
+    }
     if (s->st == S_CLOSING || up != s->up)
         return;
+    if (n > 0)
+        al_sess_bytes(s->reg, 0, (uint64_t)n);
     if (n < 0) {
         if (!s->active) {
             up_close(s); /* idle keep-alive connection closed by the upstream */
             return;
         }
-        al_http_msg_t m;
-        if (!up->tls && al_http_parser_eof(&s->resp, &m) == AL_OK && m.event == AL_HTTP_EV_END &&
-            s->resp_started) {
-            s->up_keep = false;
-            s->resp_done = true;
-            if (!s->req_done)
-                s->close_after = true;
-            exchange_end(s);
+        if (up->tls) { /* no close_notify: a truncation attack cannot end a body */
+            upstream_failed(s, "the upstream closed mid-response");
             return;
         }
-        upstream_failed(s, s->resp_started ? "the upstream closed mid-response"
-                                           : "the upstream closed without a response");
+        up_eof(s);
         return;
     }
     if (up->tls) {
@@ -1426,20 +2284,13 @@ static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             return;
         }
         if (rc == AL_TLS_EOF) {
-            al_http_msg_t m;
             up_feed(s);
             if (s->st == S_CLOSING || up != s->up)
                 return;
-            if (s->active && al_http_parser_eof(&s->resp, &m) == AL_OK &&
-                m.event == AL_HTTP_EV_END && s->resp_started) {
-                s->up_keep = false;
-                s->resp_done = true;
-                exchange_end(s);
-            } else if (s->active) {
-                upstream_failed(s, "the upstream closed mid-response");
-            } else {
+            if (s->active)
+                up_eof(s);
+            else
                 up_close(s);
-            }
             return;
         }
     } else {
@@ -1452,6 +2303,18 @@ static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     up_feed(s);
 }
 
+static void on_up_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    sess_t *cs = ((up_t *)st->data)->s;
+    if (!cs) {
+        on_up_read_in(st, n, b);
+        return;
+    }
+    cork(cs);
+    on_up_read_in(st, n, b);
+    uncork(cs);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     AL_UNUSED(h);
@@ -1460,12 +2323,23 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
     *b = uv_buf_init(chunk, sizeof chunk);
 }
 
-static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+static void on_client_read_in(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     sess_t *s = st->data;
     if (s->st == S_CLOSING)
         return;
+    if (n > 0)
+        al_sess_bytes(s->reg, (uint64_t)n, 0);
     if (n < 0) {
+        if (s->st == S_TUNNEL) {
+            to_up(s, s->cin.p, s->cin.len);
+            s->bytes_up += (int64_t)s->cin.len;
+            al_buf_reset(&s->cin);
+            s->active = false;
+            record_result(s, NULL);
+            sess_close(s);
+            return;
+        }
         if (s->active && (s->st == S_RESPONSE || (s->st == S_WAIT && !body_pending(s)))) {
             /* Half-close after a complete request: finish the response. */
             s->client_keep = false;
@@ -1503,6 +2377,18 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         return;
     }
     process_client(s);
+}
+
+static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    sess_t *cs = (sess_t *)st->data;
+    if (!cs) {
+        on_client_read_in(st, n, b);
+        return;
+    }
+    cork(cs);
+    on_client_read_in(st, n, b);
+    uncork(cs);
 }
 
 /* ---- accept ------------------------------------------------------------------------------ */
@@ -1548,6 +2434,12 @@ static void load_secrets(sess_t *s)
     }
 }
 
+static void http_kill(void *arg, const char *reason)
+{
+    AL_UNUSED(reason);
+    sess_close(arg);
+}
+
 static void on_connection(uv_stream_t *srv, int status)
 {
     listener_t *l = srv->data;
@@ -1566,9 +2458,20 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->uin);
     al_buf_init(&s->out);
     al_buf_init(&s->tls_scratch);
+    al_buf_init(&s->ck_cl);
+    al_buf_init(&s->ck_up);
     al_buf_init(&s->action);
     al_buf_init(&s->uphead);
-    al_http_parser_init(&s->reqp, AL_HTTP_REQUEST, NULL, s->rq_hdrs, MAX_HEADERS);
+    al_buf_init(&s->mhead);
+    al_buf_init(&s->mbody);
+    al_http_limits_t lim = al_http_limits_default();
+    if (s->target && s->target->protocol == AL_PROTO_HTTP) {
+        const al_http_conf_t *hc = &s->target->http;
+        lim.max_start_line = (size_t)hc->max_request_line;
+        lim.max_head = (size_t)hc->max_header_bytes;
+        lim.max_headers = (size_t)hc->max_headers;
+    }
+    al_http_parser_init(&s->reqp, AL_HTTP_REQUEST, &lim, s->rq_hdrs, MAX_HEADERS);
     al_http_parser_init(&s->resp, AL_HTTP_RESPONSE, NULL, s->rs_hdrs, MAX_HEADERS);
     al_audit_uuid7((int64_t)(al_now() * 1e6), s->session_id);
     s->next = hw->sessions;
@@ -1583,6 +2486,11 @@ static void on_connection(uv_stream_t *srv, int status)
         return;
     }
     uv_tcp_nodelay(&s->client, 1);
+    char peer[64];
+    al_sess_peer_name(&s->client, peer, sizeof peer);
+    s->reg = al_sess_start(hw->w, &(al_sess_info_t){.id = s->session_id, .protocol = "http",
+                                                    .target = l->target, .client = peer,
+                                                    .kill = http_kill, .sess = s});
     struct sockaddr_storage pa;
     int pl = sizeof pa;
     if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&pa, &pl) == 0) {
@@ -1615,7 +2523,7 @@ static void on_connection(uv_stream_t *srv, int status)
     s->idle.data = s;
     s->idle_inited = true;
     s->handles++;
-    idle_arm(s);
+    tmr_arm(s, T_HEAD);
     uv_read_start((uv_stream_t *)&s->client, on_alloc, on_client_read);
 }
 
@@ -1652,6 +2560,8 @@ int al_http_worker_start(al_worker_t *w)
     hw->w = w;
     w->http = hw;
     pthread_mutex_init(&hw->lock, NULL);
+    uv_timer_init(&w->loop, &hw->sweep);
+    hw->sweep.data = hw;
     uv_async_init(&w->loop, &hw->audit_async, on_audit_async);
     hw->audit_async.data = hw;
     hw->ls = al_xcalloc(w->http_ls.n ? w->http_ls.n : 1, sizeof *hw->ls);
@@ -1684,11 +2594,16 @@ void al_http_worker_drain(al_worker_t *w, bool force)
     if (!hw)
         return;
     hw->draining = true;
-    for (size_t k = 0; k < hw->n_ls; k++)
+    for (size_t k = 0; k < hw->n_ls; k++) {
         if (hw->ls[k].open) {
             hw->ls[k].open = false;
             uv_close((uv_handle_t *)&hw->ls[k].tcp, NULL);
         }
+        while (hw->ls[k].pool)
+            pool_discard(hw->ls[k].pool);
+    }
+    if (!uv_is_closing((uv_handle_t *)&hw->sweep))
+        uv_close((uv_handle_t *)&hw->sweep, NULL);
     for (sess_t *s = hw->sessions, *n; s; s = n) {
         n = s->next;
         s->drain_close = true;
@@ -1713,6 +2628,7 @@ void al_http_worker_free(al_worker_t *w)
         free(pd);
     }
     pthread_mutex_destroy(&hw->lock);
+    al_mask_scratch_free(&hw->mscr);
     free(hw->ls);
     free(hw);
     w->http = NULL;

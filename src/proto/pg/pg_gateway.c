@@ -45,11 +45,13 @@
 #include "net/listen.h"
 #include "net/write.h"
 #include "net/tls.h"
+#include "runtime/sessions.h"
 
 #define READ_CHUNK (64 * 1024)
 #define HIGH_WATER (1024 * 1024) /* pause the other side above this much queued */
 #define MAX_REFUSED 64           /* refused statement names remembered per session */
 #define MAX_INFLIGHT 1024        /* statements awaiting their result */
+#define KILL_UPSTREAM_DELAY_MS 20 /* a killed session's upstream closes this much later */
 
 typedef struct pg_worker pg_worker_t;
 typedef struct sess sess_t;
@@ -214,6 +216,9 @@ struct sess {
     size_t ncols;            /* 0: no description known for the rows that follow */
     bool copy_out;           /* between CopyOutResponse and CopyDone, masking on */
     bool counted;            /* holds one of its listener's session counts */
+    al_sess_t *reg;          /* live-session registry entry (runtime/sessions.h) */
+    bool defer_upstream;     /* killed: close the upstream a loop turn after the client */
+    uint64_t rev_gen;        /* revocation set generation the principal was checked in */
     sess_t *next, **pprev;
 };
 
@@ -409,6 +414,14 @@ static void cancel_unregister(sess_t *s)
 
 static void kid_wake(void *arg) { uv_async_send(arg); }
 
+static void reap_upstream(uv_timer_t *t)
+{
+    sess_t *s = t->data;
+    close_handle(s, (uv_handle_t *)&s->server);
+    close_handle(s, (uv_handle_t *)&s->expiry);
+    s->handles--; /* sess_close's guard */
+}
+
 static void sess_close(sess_t *s)
 {
     if (s->st == S_CLOSING)
@@ -423,6 +436,7 @@ static void sess_close(sess_t *s)
         s->fl_n--;
     }
     s->st = S_CLOSING;
+    al_sess_end(&s->reg);
     cancel_unregister(s);
     if (s->pend) {
         s->pend->s = NULL;
@@ -437,11 +451,23 @@ static void sess_close(sess_t *s)
         s->next->pprev = s->pprev;
     *s->pprev = s->next;
     s->handles++; /* guard while closing the rest */
+    close_handle(s, (uv_handle_t *)&s->client);
+    if (s->defer_upstream && s->expiry_inited && s->server_inited) {
+        /* Killed: cut every agent of a kill pass off first, on every worker;
+         * the upstreams follow a moment later. Each upstream close makes a
+         * backend exit, and a hundred exiting at once on a database that
+         * shares the host delayed the last client's close by ~100 ms
+         * (bench/revoke). Nothing more is read from or sent upstream; the
+         * backend aborts an open transaction when its socket closes. The
+         * guard reference stays until then. */
+        uv_read_stop((uv_stream_t *)&s->server);
+        uv_timer_start(&s->expiry, reap_upstream, KILL_UPSTREAM_DELAY_MS, 0);
+        return;
+    }
     if (s->expiry_inited)
         close_handle(s, (uv_handle_t *)&s->expiry);
     if (s->server_inited)
         close_handle(s, (uv_handle_t *)&s->server);
-    close_handle(s, (uv_handle_t *)&s->client);
     s->handles--;
 }
 
@@ -562,22 +588,25 @@ static void inflight_pop(sess_t *s)
 
 /* ---- decisions -------------------------------------------------------------------- */
 
-/* Identity before every statement. Within one config snapshot the session's
- * principal stays valid until its token expires, so the check is a clock
- * read; a new snapshot (reload: issuers, inventory, keys may have changed)
- * verifies the token again through the worker's verified-token cache. */
+/* Identity before every statement. Within one config snapshot and one
+ * revocation set the session's principal stays valid until its token
+ * expires, so the check is a clock read and two compares; a new snapshot
+ * (reload: issuers, inventory, keys may have changed) or a new revocation
+ * set (kill switch) verifies the token again through the worker's
+ * verified-token cache and revocation set. */
 static bool recheck_identity(sess_t *s)
 {
     al_worker_t *w = s->pw->w;
     double now = al_now();
-    if (s->verified_gen == w->snap->gen && now < s->valid_until)
+    if (s->verified_gen == w->snap->gen && now < s->valid_until &&
+        s->rev_gen == al_revset_gen(w->revoked))
         return true;
     al_principal_t *p = NULL;
     al_verify_info_t info;
-    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, s->token, s->token_len,
-                                   NULL, now, &p, &info);
+    al_tok_status_t st = al_worker_verify(w, s->token, s->token_len, now, &p, &info);
     if (st == AL_TOK_EXPIRED && s->target->session_grace > 0 && s->principal &&
-        now < s->principal->exp + s->target->session_grace)
+        now < s->principal->exp + s->target->session_grace &&
+        al_revset_check(w->revoked, s->principal) == AL_TOK_OK)
         return true;
     if (st != AL_TOK_OK) {
         char msg[160];
@@ -592,9 +621,11 @@ static bool recheck_identity(sess_t *s)
         return false;
     }
     s->verified_gen = w->snap->gen;
+    s->rev_gen = al_revset_gen(w->revoked);
     s->valid_until = p->exp;
     al_principal_unref(&s->principal);
     s->principal = p; /* the current snapshot's view (groups, agent) */
+    al_sess_identify(s->reg, p);
     return true;
 }
 
@@ -823,6 +854,7 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
 {
     if (!recheck_identity(s))
         return false;
+    al_sess_action(s->reg);
     decision_t d;
     decide(s, sql, &d);
     if (d.v.decision != AL_DECIDE_ALLOW) {
@@ -964,6 +996,7 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         /* FunctionCall: an admin-class action unless a rule allows admin. */
         if (!recheck_identity(s))
             return false;
+        al_sess_action(s->reg);
         const al_principal_t *p = s->principal;
         al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
         al_action_t act = {.kind = AL_ACTION_SQL, .target = s->target->name,
@@ -1501,6 +1534,7 @@ static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
             sess_close(s);
         return;
     }
+    al_sess_bytes(s->reg, 0, (uint64_t)n);
     const uint8_t *p = (const uint8_t *)b->base;
     size_t len = (size_t)n;
     if (s->up_ssl_wait && len) {
@@ -1683,13 +1717,16 @@ static void on_expiry(uv_timer_t *t)
     fatal(s, "28000", "airlock: token expired", "the session ends with the agent's token");
 }
 
-static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p, const char *detail)
+static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p,
+                     const al_verify_info_t *info)
 {
+    const char *detail = info->detail;
     if (st != AL_TOK_OK) {
         char msg[160];
         snprintf(msg, sizeof msg, "airlock: token %s", al_tok_reason(st));
         al_audit_event_t ev;
         fill_event(s, &ev);
+        ev.agent = info->revoked_agent; /* who, when the kill switch refused it */
         ev.kind = AL_AUDIT_KIND_AUTH;
         ev.decision = "deny";
         ev.reason = al_tok_reason(st);
@@ -1699,7 +1736,9 @@ static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p, const cha
     }
     s->principal = al_principal_ref(p);
     s->verified_gen = s->pw->w->snap->gen;
+    s->rev_gen = al_revset_gen(s->pw->w->revoked);
     s->valid_until = p->exp;
+    al_sess_identify(s->reg, p);
     /* The session ends with the token (plus the configured grace). */
     double left = p->exp + s->target->session_grace - al_now();
     uv_timer_start(&s->expiry, on_expiry, left > 0 ? (uint64_t)(left * 1000) : 0, 0);
@@ -1720,8 +1759,7 @@ static void verify_token(sess_t *s)
     al_worker_t *w = s->pw->w;
     al_principal_t *p = NULL;
     al_verify_info_t info;
-    al_tok_status_t st = al_verify(w->snap->verifier, w->token_cache, s->token, s->token_len,
-                                   NULL, al_now(), &p, &info);
+    al_tok_status_t st = al_worker_verify(w, s->token, s->token_len, al_now(), &p, &info);
     if (st == AL_TOK_UNKNOWN_KID && info.refetch && !s->kid_entry) {
         /* RFC 7517 §5: wait for the rate-limited refetch, once. */
         if (uv_async_init(&w->loop, &s->kid_wait, on_kid_fetched) == 0) {
@@ -1734,7 +1772,7 @@ static void verify_token(sess_t *s)
             return;
         }
     }
-    verified(s, st, p, info.detail);
+    verified(s, st, p, &info);
     al_principal_unref(&p);
 }
 
@@ -2008,6 +2046,7 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         sess_close(s);
         return;
     }
+    al_sess_bytes(s->reg, (uint64_t)n, 0);
     if (s->ctls) {
         tls_in(s, true, (const uint8_t *)b->base, (size_t)n, client_feed);
         return;
@@ -2016,6 +2055,27 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 }
 
 /* ---- accept ------------------------------------------------------------------------- */
+
+/* The kill switch (runtime/sessions.h), on this session's worker: FATAL
+ * 57P01 (admin_shutdown, as a server's pg_terminate_backend sends) with the
+ * reason, then close both sides. */
+static void pg_kill(void *arg, const char *reason)
+{
+    sess_t *s = arg;
+    if (s->st == S_CLOSING)
+        return;
+    const char *note = al_sess_note(s->reg);
+    bool revoked = !strcmp(reason, AL_SESS_REVOKED);
+    char msg[600];
+    snprintf(msg, sizeof msg, "airlock: %s%s%s",
+             revoked ? "agent access revoked" : "session killed by an administrator",
+             *note ? ": " : "", note);
+    s->defer_upstream = true;
+    fatal(s, "57P01", msg,
+          revoked ? "an administrator disabled this agent; its sessions end and its tokens are "
+                    "refused until it is enabled again"
+                  : NULL);
+}
 
 static void on_connection(uv_stream_t *srv, int status)
 {
@@ -2057,6 +2117,11 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->colnames);
     s->ls = l;
     al_audit_uuid7((int64_t)(al_now() * 1e6), s->session_id);
+    char peer[64];
+    al_sess_peer_name(&s->client, peer, sizeof peer);
+    s->reg = al_sess_start(pw->w, &(al_sess_info_t){.id = s->session_id, .protocol = "postgres",
+                                                    .target = l->target, .client = peer,
+                                                    .kill = pg_kill, .sess = s});
     uint8_t r[8];
     RAND_bytes(r, sizeof r);
     memcpy(&s->my_pid, r, 4);

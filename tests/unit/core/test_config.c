@@ -658,7 +658,7 @@ static void test_aliases_anchors_tags(void **state)
     /* an alias used as a key is refused too, without a second message */
     ERRS("a: &k x\n*k : 1\n",
          "t.yaml:1:1: unknown key 'a' in the config; the keys allowed here are server, "
-         "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, masking, mask_key_env, mask_key_file",
+         "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, approvals, masking, mask_key_env, mask_key_file",
          "t.yaml:1:4: YAML anchors ('&k') are not supported; write the value out in full",
          "t.yaml:2:1: YAML aliases are not supported ('*k'); write the value out in full");
 }
@@ -701,7 +701,7 @@ static void test_depth_limit(void **state)
 {
     char *ok = nested(AL_CONFIG_MAX_DEPTH);
     ERRS(ok, "t.yaml:1:1: unknown key 'x' in the config; the keys allowed here are server, "
-             "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, masking, mask_key_env, mask_key_file");
+             "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, approvals, masking, mask_key_env, mask_key_file");
     free(ok);
     char *deep = nested(AL_CONFIG_MAX_DEPTH + 1);
     ERRS(deep, "t.yaml:1:35: nesting deeper than 32 levels is not supported; flatten the "
@@ -794,7 +794,7 @@ static void test_error_cap(void **state)
     assert_int_equal(e.n, 1001);
     assert_string_equal(e.msgs[0], "t.yaml:1:1: unknown key 'k0' in the config; the keys "
                                    "allowed here are server, dev_issuer, dev_token_max_ttl, "
-                                   "issuers, agents, targets, policies, admin, audit, masking, mask_key_env, mask_key_file");
+                                   "issuers, agents, targets, policies, admin, audit, approvals, masking, mask_key_env, mask_key_file");
     assert_string_equal(e.msgs[1000], "t.yaml: too many errors; stopped after the first 1000");
     al_config_errors_free(&e);
     al_buf_free(&b);

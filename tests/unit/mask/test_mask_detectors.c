@@ -76,6 +76,10 @@ static void test_card_positive(void **state)
     one_value("\"4111111111111111\"", AL_MASK_DET_CREDIT_CARD, "4111111111111111");
     /* A card inside a longer run of groups is still found. */
     one_value("ref 9876 4111 1111 1111 1111", AL_MASK_DET_CREDIT_CARD, "4111 1111 1111 1111");
+    /* CSV fields: a ',' between digits is a separator, not a decimal comma
+     * (found by the accuracy corpus, tests/data/masking). */
+    one_value("42,4111111111111111,12/27,VISA", AL_MASK_DET_CREDIT_CARD, "4111111111111111");
+    one_value("5940,3782 822463 10005,05/28", AL_MASK_DET_CREDIT_CARD, "3782 822463 10005");
     MASKS_TO(E, S, "card 4111 1111 1111 1111 ok", "card ################### ok");
 }
 
@@ -94,6 +98,10 @@ static void test_card_negative(void **state)
     no_value("4111  1111  1111  1111", AL_MASK_DET_CREDIT_CARD); /* two spaces */
     no_value("41 11 11 11 11 11 11 11", AL_MASK_DET_CREDIT_CARD); /* not a card layout */
     no_value("#4111111111111111", AL_MASK_DET_CREDIT_CARD);     /* glued to a mask */
+    /* Luhn and Visa-13, but also a valid EAN-13 (GS1 prefix 400): a product
+     * code (found by the accuracy corpus, tests/data/masking). */
+    no_value("EAN 4006381333924", AL_MASK_DET_CREDIT_CARD);
+    one_value("pan 4006 3813 3392 4", AL_MASK_DET_CREDIT_CARD, "4006 3813 3392 4");
     UNTOUCHED(E, S, "order 1234567812345670 shipped");
 }
 
@@ -143,6 +151,10 @@ static void test_email(void **state)
     no_value("user@[192.0.2.1]", AL_MASK_DET_EMAIL); /* address literal */
     no_value("#bob@example.com", AL_MASK_DET_EMAIL);
     no_value("bob@example.com#", AL_MASK_DET_EMAIL);
+    /* Image scale suffixes (found by the accuracy corpus). */
+    no_value("<img src=\"/img/logo@2x.png\">", AL_MASK_DET_EMAIL);
+    no_value("GET /static/icon@3X.webp", AL_MASK_DET_EMAIL);
+    one_value("to bob@2xl.example.com", AL_MASK_DET_EMAIL, "bob@2xl.example.com");
     char longlocal[128];
     memset(longlocal, 'a', 65);
     memcpy(longlocal + 65, "@example.com", sizeof "@example.com");
@@ -167,6 +179,13 @@ static void test_phone_positive(void **state)
     one_value("london 020 7946 0958", AL_MASK_DET_PHONE, "020 7946 0958");
     one_value("paris 01 23 45 67 89", AL_MASK_DET_PHONE, "01 23 45 67 89");
     one_value("berlin (030) 1234 5678", AL_MASK_DET_PHONE, "(030) 1234 5678");
+    /* An area code and one subscriber group; French pairs with dots
+     * (found by the accuracy corpus, tests/data/masking). */
+    one_value("berlin 030 12345678", AL_MASK_DET_PHONE, "030 12345678");
+    one_value("munich 089 1234567.", AL_MASK_DET_PHONE, "089 1234567");
+    one_value("mobile 07700 900123", AL_MASK_DET_PHONE, "07700 900123");
+    one_value("nl 06-12345678", AL_MASK_DET_PHONE, "06-12345678");
+    one_value("tel 01.23.45.67.89", AL_MASK_DET_PHONE, "01.23.45.67.89");
     one_value("id 77 415 555 2671", AL_MASK_DET_PHONE, "415 555 2671");
 }
 
@@ -189,6 +208,12 @@ static void test_phone_negative(void **state)
     no_value("01-02-2024", AL_MASK_DET_PHONE);                /* a date */
     no_value("+1234567", AL_MASK_DET_PHONE);                  /* too short for E.164 */
     no_value("+1234567890123456", AL_MASK_DET_PHONE);         /* 16 digits */
+    no_value("030 123456789", AL_MASK_DET_PHONE);             /* 12 digits */
+    no_value("0301 234", AL_MASK_DET_PHONE);                  /* 7 digits */
+    no_value("01.23.45.6789", AL_MASK_DET_PHONE);             /* dots, not pairs */
+    no_value("030.12345678", AL_MASK_DET_PHONE);
+    no_value("01.23.45.67.89.10", AL_MASK_DET_PHONE);         /* a sixth pair */
+    no_value("2030 12345678", AL_MASK_DET_PHONE);             /* no trunk 0 */
 }
 
 /* ---- IBAN ------------------------------------------------------------------------------ */
@@ -370,6 +395,22 @@ static void test_api_key(void **state)
     no_value("password=hunter2", AL_MASK_DET_API_KEY); /* short: see docs */
     no_value("api_key=sk_live_4eC39HqLyjWDarjtT1zdp7dc#x", AL_MASK_DET_API_KEY);
     no_value("secret: {\"nested\": 1}", AL_MASK_DET_API_KEY);
+    /* Timestamps after key-like names (found by the accuracy corpus). */
+    no_value("{\"reset_password_sent_at\": \"2024-12-13T17:58:07.264Z\"}", AL_MASK_DET_API_KEY);
+    no_value("token_expires_at=2024-12-13T17:58:07+01:00", AL_MASK_DET_API_KEY);
+    one_value("token=2024T12Z13abcdefGHIJ5678", AL_MASK_DET_API_KEY, "2024T12Z13abcdefGHIJ5678");
+    /* ARNs, URNs and file paths are identifiers (found by the accuracy corpus). */
+    no_value("\"SecretArn\": \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf\"",
+             AL_MASK_DET_API_KEY);
+    no_value("arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf", AL_MASK_DET_API_KEY);
+    no_value("token_issuer=urn:example:session:9f1c2a7e-0b7c-4a8e-9d1e-2f3a4b5c6d7e",
+             AL_MASK_DET_API_KEY);
+    no_value("private_key_path: /etc/ssl/private/site-2024.key", AL_MASK_DET_API_KEY);
+    no_value("credentials_file: ~/.aws/credentials_prod2", AL_MASK_DET_API_KEY);
+    no_value("SECRET_FILE=./run/secrets/app_secret_v2", AL_MASK_DET_API_KEY);
+    /* A base64 secret may start with '/' (no '.', '-' or '_' in base64). */
+    one_value("secret=/9j4+Ab/cDe7fGh/iJk2LmNoPq", AL_MASK_DET_API_KEY, "/9j4+Ab/cDe7fGh/iJk2LmNoPq");
+    one_value("secret=/9j4Ab/cDe7fGh/iJk2LmNoPq", AL_MASK_DET_API_KEY, "/9j4Ab/cDe7fGh/iJk2LmNoPq");
 }
 
 /* ---- custom ------------------------------------------------------------------------------- */
@@ -417,6 +458,9 @@ static void test_validators(void **state)
     assert_true(al__mask_card_iin((const uint8_t *)"4111111111111111", 16));
     assert_false(al__mask_card_iin((const uint8_t *)"411111111111111", 15)); /* Visa not 15 */
     assert_false(al__mask_card_iin((const uint8_t *)"1234567812345670", 16));
+    assert_true(al__mask_gtin13_ok((const uint8_t *)"4006381333931")); /* GS1 example */
+    assert_false(al__mask_gtin13_ok((const uint8_t *)"4006381333932"));
+    assert_false(al__mask_gtin13_ok((const uint8_t *)"4222222222222"));
     assert_true(al__mask_ssn_ok((const uint8_t *)"123", (const uint8_t *)"45",
                                 (const uint8_t *)"6789"));
     assert_false(al__mask_ssn_ok((const uint8_t *)"666", (const uint8_t *)"45",
