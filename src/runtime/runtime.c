@@ -17,6 +17,7 @@
 #include "runtime/revoked.h"
 #include "runtime/runtime.h"
 #include "runtime/sessions.h"
+#include "approvals/approvals.h"
 
 #define TOKEN_CACHE_SLOTS 16384
 
@@ -258,6 +259,8 @@ static void reload(al_runtime_t *rt)
     workers_post(rt, s, false);
     al_snapshot_unref(&rt->snap);
     rt->snap = s;
+    if (rt->approvals)
+        al_approvals_configure(rt->approvals, s->cfg); /* webhook, public_url, limits */
     rt->reloads_ok++;
     char g[32];
     al_log(AL_LOG_INFO, "config reloaded", "path", rt->config_path, "generation",
@@ -319,6 +322,18 @@ static void on_signal(uv_signal_t *s, int signum)
 }
 
 /* ---- run ------------------------------------------------------------------------- */
+
+/* The kill switch (control thread): a disabled agent's pending approval
+ * requests are cancelled and its grants revoked. */
+static void cancel_approvals_of(void *ud, const char *agent, const char *reason,
+                                const char *by)
+{
+    AL_UNUSED(reason);
+    AL_UNUSED(by);
+    if (al_approvals_cancel_agent(ud, agent, "agent_disabled", al_now()) < 0)
+        al_log(AL_LOG_ERROR, "cannot cancel the disabled agent's approval requests", "agent",
+               agent, NULL);
+}
 
 int al_runtime_run(const char *config_path, al_config_t *cfg)
 {
@@ -387,6 +402,17 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
                cfg->audit.path, "error", aerr, NULL);
         goto out;
     }
+    /* Approvals before any listener: pending `wait` requests of the last
+     * run are marked abandoned (their clients are gone). Fail closed. */
+    char apath[4096], apperr[AL_APPROVALS_ERR_SIZE];
+    al_approvals_opts_t apo = {.cfg = cfg};
+    apo.path = al_approvals_path(cfg, apath, sizeof apath);
+    if (!apo.path || al_approvals_open(&apo, &rt.approvals, apperr, sizeof apperr) != AL_OK) {
+        al_log(AL_LOG_ERROR, "cannot open the approvals store; not starting", "error",
+               apo.path ? apperr : "approvals path too long", NULL);
+        goto out;
+    }
+    al_killswitch_on_revoke(&rt, cancel_approvals_of, rt.approvals);
     rt.admin = al_admin_new(&rt);
     if (al_admin_bootstrap(rt.admin, cfg->server.data_dir) != AL_OK)
         goto out;
@@ -426,6 +452,7 @@ out:
      * which is freed next without a loop to answer on. */
     al_audit_close(&rt.audit);
     al_admin_free(&rt.admin);
+    al_approvals_close(&rt.approvals);
     uv_loop_close(rt.loop);
     al_jwks_mgr_free(&rt.jwks);
     al_snapshot_unref(&rt.snap);
