@@ -371,7 +371,6 @@ static void flush_up(sess_t *s)
         return;
     al_buf_t b = s->ck_up;
     al_buf_init(&s->ck_up);
-    al_buf_init(&s->up_fixed);
     if (s->up)
         send_now(s, s->up, b.p, b.len);
     al_buf_reset(&b);
@@ -2460,6 +2459,7 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->tls_scratch);
     al_buf_init(&s->ck_cl);
     al_buf_init(&s->ck_up);
+    al_buf_init(&s->up_fixed);
     al_buf_init(&s->action);
     al_buf_init(&s->uphead);
     al_buf_init(&s->mhead);
