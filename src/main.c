@@ -18,6 +18,7 @@ static const struct {
     {"mask", al_cmd_mask, "mask stdin with the masking config (try it on your data)"},
     {"sessions", al_cmd_sessions, "list a running gateway's live sessions, kill one"},
     {"agents", al_cmd_agents, "agent inventory and the kill switch (disable, enable)"},
+    {"approvals", al_cmd_approvals, "list approval requests, approve or deny one"},
 };
 
 static void usage(FILE *f)

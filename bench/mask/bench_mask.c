@@ -201,7 +201,8 @@ static void mix_prose(big_t *b)
 
 static void mix_log(big_t *b, bool pii)
 {
-    bp(b, "2024-%02u-%02uT%02u:%02u:%02u.%03uZ INFO svc=%s req=%08x status=%u bytes=%u took=%u.%ums",
+    bp(b,
+       "2024-%02u-%02uT%02u:%02u:%02u.%03uZ INFO svc=%s req=%08x status=%u bytes=%u took=%u.%ums",
        1 + rnd(12), 1 + rnd(28), rnd(24), rnd(60), rnd(60), rnd(1000),
        words[rnd(AL_ARRAY_LEN(words))], rnd(0x7fffffff), 200 + rnd(5) * 100, rnd(99999), rnd(900),
        rnd(10));
@@ -472,8 +473,8 @@ int main(int argc, char **argv)
         printf("target >= 1000 MB/s per core with no matches: %s (%.0f MB/s)\n",
                clean >= 1000 ? "met" : "NOT met", clean);
         printf("target >= 5x PCRE2: %s on mixed-clean (%.1fx), %s on mixed-pii (%.1fx)\n\n",
-               clean >= 5 * pc0 ? "met" : "NOT met", clean / pc0, pii >= 5 * pc1 ? "met" : "NOT met",
-               pii / pc1);
+               clean >= 5 * pc0 ? "met" : "NOT met", clean / pc0,
+               pii >= 5 * pc1 ? "met" : "NOT met", pii / pc1);
     }
 
     enum { NC = 5 };

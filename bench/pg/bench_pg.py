@@ -169,7 +169,7 @@ policies:
 
         if MASK:
             wait_port(mport)
-            mask_compare(base, aport, mport, token)
+            mask_compare(base, aport, mport, token, ap.pid)
             return
         routes = {"direct": (pgport, password), "pgbouncer": (bport, password),
                   "airlock": (aport, token)}
@@ -215,9 +215,11 @@ policies:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def mask_compare(base, port_off, port_on, token):
+def mask_compare(base, port_off, port_on, token, airlock_pid):
     """Masking off vs on: the same script through the plain and the masked
-    target, alternating, BENCH_PG_MASK_REPS runs each; medians."""
+    target, alternating, BENCH_PG_MASK_REPS runs each; medians.
+    BENCH_PG_PERF=on,simple,1 (or off,...) profiles airlock under one load
+    instead (perf report -i /tmp/airlock-pg.perf)."""
     env = dict(os.environ, PGPASSWORD=token, PGSSLMODE="disable")
     q = "SELECT id, name, email, card, ssn, phone FROM customers WHERE id = 7"
     got = {}
@@ -230,6 +232,16 @@ def mask_compare(base, port_off, port_on, token):
         raise RuntimeError("masking is not applied as configured")
     script = os.path.join(base, "select_customer.sql")
     open(script, "w").write(MASK_SCRIPT)
+    if os.environ.get("BENCH_PG_PERF"):
+        which, mode, c = os.environ["BENCH_PG_PERF"].split(",")
+        perf = subprocess.Popen(["perf", "record", "-g", "-o", "/tmp/airlock-pg.perf", "-p",
+                                 str(airlock_pid)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        print(run_pgbench(base, port_on if which == "on" else port_off, token, script, mode,
+                          int(c)))
+        perf.send_signal(2)
+        perf.wait()
+        return
     reps = int(os.environ.get("BENCH_PG_MASK_REPS", "3"))
     print(f"\n{MASK_ROWS} customers, 5 text columns, 4 masked per row; {SECS} s per run, "
           f"{reps} alternating runs, medians")

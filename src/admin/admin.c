@@ -15,6 +15,7 @@
 #include <openssl/rand.h>
 
 #include "admin/admin.h"
+#include "approvals/approvals.h"
 #include "audit/audit.h"
 #include "identity/jws.h"
 #include "policy/policy.h"
@@ -90,6 +91,7 @@ typedef struct pend {
     char *query;             /* owned copy of the query string (filter borrows) */
     uv_work_t work;
     struct al_admin *a;
+    struct appr_job *appr;   /* an approvals call (/v1/approvals) */
     struct pend *next;
 } pend_t;
 
@@ -1064,6 +1066,384 @@ static bool match_param(const char *pattern, const char *path, char *param, size
     return pct_decode(path + pre, path + len - post, param, cap);
 }
 
+/* ---- /v1/approvals (approvals/approvals.h, docs/approvals.md) --------------------- */
+
+/* Every call into the approvals store may fsync (listing times out what is
+ * due), so it runs on a uv pool thread; the answer and the audit record are
+ * made back on the control loop. */
+enum { APPR_LIST = 1, APPR_GET, APPR_APPROVE, APPR_DENY };
+
+typedef struct appr_job {
+    int op;
+    char id[256];
+    char state[32], agent[256], target[256]; /* list filter */
+    al_approval_filter_t filter;
+    /* the approver, copied (the connection may go while the job runs) */
+    al_principal_t *p;
+    bool bootstrap;
+    char *name;
+    char *grant_for, *reason;
+    /* results */
+    al_approval_status_t st;
+    al_approval_outcome_t out;
+    json_t *doc;            /* list / get answer, or the request after a vote */
+    char err[AL_APPROVALS_ERR_SIZE];
+} appr_job_t;
+
+static void appr_job_free(appr_job_t *j)
+{
+    if (!j)
+        return;
+    al_principal_unref(&j->p);
+    free(j->name);
+    free(j->grant_for);
+    free(j->reason);
+    json_decref(j->doc);
+    free(j);
+}
+
+static int appr_http_status(al_approval_status_t st)
+{
+    switch (st) {
+    case AL_APPR_OK: return 200;
+    case AL_APPR_UNKNOWN_REQUEST: return 404;
+    case AL_APPR_NOT_PENDING:
+    case AL_APPR_EXPIRED:
+    case AL_APPR_ALREADY_VOTED: return 409;
+    case AL_APPR_SELF_APPROVAL:
+    case AL_APPR_NOT_AN_APPROVER:
+    case AL_APPR_NO_IDENTITY: return 403;
+    case AL_APPR_STORE_ERROR: return 503;
+    default: return 400;
+    }
+}
+
+static const char *appr_detail(al_approval_status_t st)
+{
+    switch (st) {
+    case AL_APPR_UNKNOWN_REQUEST: return "no approval request has this id (airlock approvals list)";
+    case AL_APPR_NOT_PENDING: return "this request has already been decided";
+    case AL_APPR_EXPIRED: return "this request expired before it was decided; it is now timed_out";
+    case AL_APPR_ALREADY_VOTED: return "you have already approved this request";
+    case AL_APPR_SELF_APPROVAL: return "you raised this request; someone else must decide it";
+    case AL_APPR_NOT_AN_APPROVER:
+        return "you hold none of the groups in this rule's approvers";
+    case AL_APPR_NO_IDENTITY: return "your token has no issuer and subject";
+    case AL_APPR_BAD_GRANT: return "\"for\" must be a duration from 1s to 7d, e.g. 15m";
+    case AL_APPR_REASON_REQUIRED: return "a denial needs a reason: send {\"reason\": TEXT}";
+    case AL_APPR_STORE_ERROR: return "the approvals store failed; nothing changed";
+    default: return al_approval_reason(st);
+    }
+}
+
+static void appr_work(uv_work_t *w)
+{
+    pend_t *pd = w->data;
+    appr_job_t *j = pd->appr;
+    al_approvals_t *ap = pd->a->rt->approvals;
+    double now = al_now();
+    if (j->op == APPR_LIST) {
+        j->doc = al_approvals_list_json(ap, &j->filter, now, j->err, sizeof j->err);
+        j->st = j->doc ? AL_APPR_OK : AL_APPR_STORE_ERROR;
+        return;
+    }
+    if (j->op == APPR_GET) {
+        j->doc = al_approvals_get_json(ap, j->id, j->err, sizeof j->err);
+        j->st = j->doc ? AL_APPR_OK
+                : !strcmp(j->err, "unknown_request") ? AL_APPR_UNKNOWN_REQUEST
+                                                      : AL_APPR_STORE_ERROR;
+        return;
+    }
+    al_approver_t who = {.name = j->name, .bootstrap = j->bootstrap};
+    if (j->p) {
+        who.subject = j->p->sub;
+        who.issuer = j->p->iss;
+        who.groups = j->p->groups;
+        who.n_groups = j->p->n_groups;
+    }
+    if (j->op == APPR_APPROVE)
+        j->st = al_approvals_approve(ap, j->id, &who, j->grant_for, j->reason, now, &j->out);
+    else
+        j->st = al_approvals_deny(ap, j->id, &who, j->reason, now, &j->out);
+    /* for the audit record: the request's agent, target and rule */
+    char e[AL_APPROVALS_ERR_SIZE];
+    j->doc = al_approvals_get_json(ap, j->id, e, sizeof e);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* An approve or deny, accepted or refused, is an admin audit event that
+ * names the request (approval_id) and, once approved, the grant. */
+static void appr_audit(pend_t *pd, const appr_job_t *j, char id[AL_AUDIT_ID_SIZE])
+{
+    char action[400], reason[AL_APPROVALS_MAX_REASON + 200];
+    bool ok = j->st == AL_APPR_OK;
+    snprintf(action, sizeof action, "approvals %s %s", j->op == APPR_APPROVE ? "approve" : "deny",
+             j->id);
+    if (!ok)
+        snprintf(reason, sizeof reason, "%s", al_approval_reason(j->st));
+    else if (j->op == APPR_DENY)
+        snprintf(reason, sizeof reason, "denied: %s", j->reason ? j->reason : "");
+    else if (j->out.state == AL_APPROVAL_APPROVED)
+        snprintf(reason, sizeof reason, "approved; grant %s (%s)%s%s", j->out.grant_id,
+                 al_grant_kind_name(j->out.grant_kind), j->reason ? ": " : "",
+                 j->reason ? j->reason : "");
+    else
+        snprintf(reason, sizeof reason, "approval %d of %d recorded%s%s", j->out.approvals,
+                 j->out.needed, j->reason ? ": " : "", j->reason ? j->reason : "");
+    al_audit_event_t ev;
+    al_audit_event_init(&ev);
+    ev.kind = AL_AUDIT_KIND_ADMIN;
+    ev.protocol = "admin";
+    ev.agent = j->name;
+    if (j->p) {
+        ev.subject = j->p->sub;
+        ev.issuer = j->p->iss;
+        ev.groups = j->p->groups;
+        ev.n_groups = j->p->n_groups;
+    }
+    ev.target = jstr(j->doc, "target");
+    ev.action = al_str_c(action);
+    ev.decision = ok ? "allow" : "deny";
+    ev.rule = jstr(j->doc, "rule");
+    ev.reason = reason;
+    ev.approval_id = j->id;
+    id[0] = 0;
+    al_audit_submit_async(pd->a->rt->audit, &ev, id);
+}
+
+static void appr_after(uv_work_t *w, int status)
+{
+    pend_t *pd = w->data;
+    appr_job_t *j = pd->appr;
+    admin_conn_t *c = pd->c;
+    AL_UNUSED(status);
+    char ev_id[AL_AUDIT_ID_SIZE] = "";
+    bool vote = j->op == APPR_APPROVE || j->op == APPR_DENY;
+    if (vote)
+        appr_audit(pd, j, ev_id);
+    if (vote && j->st == AL_APPR_OK)
+        al_runtime_approvals_kick(pd->a->rt);
+    if (c) {
+        c->pend = NULL;
+        if (j->st != AL_APPR_OK) {
+            const char *code = al_approval_reason(j->st);
+            al_buf_t b;
+            al_buf_init(&b);
+            al_buf_puts(&b, "{\"error\":");
+            al_buf_json_str(&b, code, strlen(code));
+            al_buf_puts(&b, ",\"reason\":");
+            al_buf_json_str(&b, code, strlen(code));
+            const char *d = j->st == AL_APPR_STORE_ERROR && j->err[0] ? j->err
+                                                                      : appr_detail(j->st);
+            al_buf_puts(&b, ",\"detail\":");
+            al_buf_json_str(&b, d, strlen(d));
+            if (vote && (j->st == AL_APPR_NOT_PENDING || j->st == AL_APPR_EXPIRED))
+                al_buf_printf(&b, ",\"state\":\"%s\"", al_approval_state_name(j->out.state));
+            if (j->doc && vote)
+                al_buf_printf(&b, ",\"id\":\"%s\"", jstr(j->doc, "id") ? jstr(j->doc, "id") : "");
+            al_buf_puts(&b, "}");
+            respond_json(c, appr_http_status(j->st), NULL, b.oom ? "{}" : b.p);
+            al_buf_free(&b);
+        } else if (!vote) {
+            char *s = json_dumps(j->doc, JSON_COMPACT);
+            if (s)
+                respond_json(c, 200, NULL, s);
+            else
+                respond_error(c, 500, "internal_error", NULL);
+            free(s);
+        } else {
+            const al_approval_outcome_t *o = &j->out;
+            al_buf_t b;
+            al_buf_init(&b);
+            al_buf_puts(&b, "{\"id\":");
+            al_buf_json_str(&b, j->id, strlen(j->id));
+            al_buf_printf(&b, ",\"state\":\"%s\",\"approvals\":%d,\"needed\":%d,\"grant_id\":",
+                          al_approval_state_name(o->state), o->approvals, o->needed);
+            if (o->grant_id[0]) {
+                char t[40];
+                al_buf_printf(&b, "\"%s\",\"grant_kind\":\"%s\",\"grant_expires_at\":\"%s\"",
+                              o->grant_id, al_grant_kind_name(o->grant_kind),
+                              al_time_rfc3339(o->grant_expires_at, t, sizeof t));
+            } else {
+                al_buf_puts(&b, "null,\"grant_kind\":null,\"grant_expires_at\":null");
+            }
+            al_buf_puts(&b, ",\"audit_id\":");
+            if (ev_id[0])
+                al_buf_json_str(&b, ev_id, strlen(ev_id));
+            else
+                al_buf_puts(&b, "null");
+            al_buf_puts(&b, "}");
+            respond_json(c, 200, NULL, b.oom ? "{}" : b.p);
+            al_buf_free(&b);
+        }
+    }
+    appr_job_free(j);
+    pd->appr = NULL;
+    pend_free(pd);
+}
+
+static void appr_queue(admin_conn_t *c, appr_job_t *j)
+{
+    pend_t *pd = pend_new(c);
+    pd->appr = j;
+    pd->work.data = pd;
+    if (uv_queue_work(c->a->rt->loop, &pd->work, appr_work, appr_after) != 0) {
+        c->pend = NULL;
+        respond_error(c, 500, "internal_error", NULL);
+        appr_job_free(j);
+        pd->appr = NULL;
+        pend_free(pd);
+    }
+}
+
+static appr_job_t *appr_job_new(admin_conn_t *c, const actor_t *who, int op)
+{
+    appr_job_t *j = al_xcalloc(1, sizeof *j);
+    j->op = op;
+    snprintf(j->id, sizeof j->id, "%s", c->req.param);
+    j->bootstrap = who->bootstrap;
+    j->name = al_xstrdup(who->name ? who->name : "?");
+    if (who->p)
+        j->p = al_principal_ref((al_principal_t *)who->p);
+    return j;
+}
+
+/* GET /v1/approvals[?state=S&agent=A&target=T&limit=N] */
+static void appr_list_then(admin_conn_t *c, const actor_t *who)
+{
+    appr_job_t *j = appr_job_new(c, who, APPR_LIST);
+    const char *q = strchr(c->req.target, '?');
+    for (const char *kv = q ? q + 1 : NULL; kv && *kv;) {
+        size_t n = strcspn(kv, "&");
+        const char *eq = memchr(kv, '=', n);
+        char *slot = NULL;
+        size_t cap = 0;
+        char lim[16];
+        if (eq && (size_t)(eq - kv) == 5 && !strncmp(kv, "state", 5))
+            slot = j->state, cap = sizeof j->state;
+        else if (eq && (size_t)(eq - kv) == 5 && !strncmp(kv, "agent", 5))
+            slot = j->agent, cap = sizeof j->agent;
+        else if (eq && (size_t)(eq - kv) == 6 && !strncmp(kv, "target", 6))
+            slot = j->target, cap = sizeof j->target;
+        else if (eq && (size_t)(eq - kv) == 5 && !strncmp(kv, "limit", 5))
+            slot = lim, cap = sizeof lim;
+        if (!slot || !pct_decode(eq + 1, kv + n, slot, cap)) {
+            appr_job_free(j);
+            respond_error(c, 400, "bad_filter", "filters: state=S, agent=NAME, target=NAME, "
+                                                "limit=N (percent-encoded)");
+            return;
+        }
+        if (slot == lim) {
+            char *end;
+            long v = strtol(lim, &end, 10);
+            if (*end || v < 1 || v > 10000) {
+                appr_job_free(j);
+                respond_error(c, 400, "bad_filter", "limit is 1 to 10000");
+                return;
+            }
+            j->filter.limit = (size_t)v;
+        }
+        kv += n + (kv[n] == '&');
+    }
+    al_approval_state_t st;
+    if (j->state[0] && al_approval_state_parse(j->state, &st) != AL_OK) {
+        appr_job_free(j);
+        respond_error(c, 400, "bad_filter", "state is one of pending, approved, denied, "
+                                            "timed_out, cancelled, abandoned");
+        return;
+    }
+    j->filter.state = j->state[0] ? j->state : NULL;
+    j->filter.agent = j->agent[0] ? j->agent : NULL;
+    j->filter.target = j->target[0] ? j->target : NULL;
+    appr_queue(c, j);
+}
+
+static void handle_approvals(admin_conn_t *c)
+{
+    authed(c, ROLE_APPROVER | ROLE_AUDITOR, appr_list_then);
+}
+
+static void appr_get_then(admin_conn_t *c, const actor_t *who)
+{
+    appr_queue(c, appr_job_new(c, who, APPR_GET));
+}
+
+static void handle_approval_get(admin_conn_t *c)
+{
+    authed(c, ROLE_APPROVER | ROLE_AUDITOR, appr_get_then);
+}
+
+/* POST /v1/approvals/ID/approve {"for": "15m", "reason": TEXT} (both optional)
+ * POST /v1/approvals/ID/deny {"reason": TEXT} */
+static void appr_vote_then(admin_conn_t *c, const actor_t *who, int op)
+{
+    json_t *doc = NULL;
+    if (c->req.body.len) {
+        json_error_t je;
+        doc = json_loadb(c->req.body.p, c->req.body.len, JSON_REJECT_DUPLICATES, &je);
+    }
+    json_t *f = json_object_get(doc, "for"), *r = json_object_get(doc, "reason");
+    if ((c->req.body.len && !json_is_object(doc)) || (f && !json_is_string(f) && !json_is_null(f)) ||
+        (r && !json_is_string(r) && !json_is_null(r)) || (f && op == APPR_DENY)) {
+        json_decref(doc);
+        respond_error(c, 400, "bad_request",
+                      op == APPR_DENY ? "send {\"reason\": TEXT}"
+                                      : "send {\"for\": DURATION, \"reason\": TEXT} (both "
+                                        "optional) or no body");
+        return;
+    }
+    appr_job_t *j = appr_job_new(c, who, op);
+    if (json_is_string(f) && *json_string_value(f))
+        j->grant_for = al_xstrdup(json_string_value(f));
+    if (json_is_string(r) && *json_string_value(r))
+        j->reason = al_xstrdup(json_string_value(r));
+    json_decref(doc);
+    appr_queue(c, j);
+}
+
+static void appr_approve_then(admin_conn_t *c, const actor_t *who)
+{
+    appr_vote_then(c, who, APPR_APPROVE);
+}
+
+static void appr_deny_then(admin_conn_t *c, const actor_t *who)
+{
+    appr_vote_then(c, who, APPR_DENY);
+}
+
+static void handle_approval_approve(admin_conn_t *c)
+{
+    authed(c, ROLE_APPROVER, appr_approve_then);
+}
+
+static void handle_approval_deny(admin_conn_t *c) { authed(c, ROLE_APPROVER, appr_deny_then); }
+
+/* ---- the web console (admin/console.c) ------------------------------------------- */
+
+/* Script and style come from this origin only; nothing inline, no frames,
+ * no forms posted anywhere (W3C CSP Level 3; RFC 7034 X-Frame-Options). */
+#define CONSOLE_HEADERS                                                                       \
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "      \
+    "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "              \
+    "frame-ancestors 'none'\r\n"                                                              \
+    "X-Frame-Options: DENY\r\nReferrer-Policy: no-referrer\r\n"                              \
+    "Cross-Origin-Opener-Policy: same-origin\r\n"
+
+static void handle_console(admin_conn_t *c)
+{
+    const char *ctype, *body;
+    size_t len;
+    if (al_admin_console_asset(c->req.path, &ctype, &body, &len) != AL_OK) {
+        respond_error(c, 404, "not_found", NULL);
+        return;
+    }
+    respond(c, 200, ctype, CONSOLE_HEADERS, body, len);
+}
+
 static void dispatch(admin_conn_t *c)
 {
     admin_req_t *r = &c->req;
@@ -1083,10 +1463,17 @@ static void dispatch(admin_conn_t *c)
         {"/v1/decide", "POST", handle_decide},
         {"/v1/sessions", "GET", handle_sessions},
         {"/v1/agents", "GET", handle_agents},
+        {"/v1/approvals", "GET", handle_approvals},
+        {"/", "GET", handle_console},
+        {"/console.js", "GET", handle_console},
+        {"/console.css", "GET", handle_console},
         /* pattern routes: "*" is one path segment (c->req.param) */
         {"/v1/sessions/*/kill", "POST", handle_session_kill},
         {"/v1/agents/*/disable", "POST", handle_agent_disable},
         {"/v1/agents/*/enable", "POST", handle_agent_enable},
+        {"/v1/approvals/*/approve", "POST", handle_approval_approve},
+        {"/v1/approvals/*/deny", "POST", handle_approval_deny},
+        {"/v1/approvals/*", "GET", handle_approval_get},
     };
     for (size_t i = 0; i < AL_ARRAY_LEN(routes); i++) {
         if (strchr(routes[i].path, '*')) {

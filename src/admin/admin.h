@@ -27,6 +27,12 @@ void al_admin_close_all(al_admin_t *a);
 /* Frees after the loop has run the close callbacks. */
 void al_admin_free(al_admin_t **a);
 
+/* The web console's asset at path ("/", "/console.js", "/console.css"):
+ * its content type and bytes (static storage, not owned). AL_OK, or AL_ERR
+ * for any other path. */
+int al_admin_console_asset(const char *path, const char **ctype, const char **body,
+                           size_t *len);
+
 /* Renders the Prometheus metrics page into b. */
 int al_admin_metrics(struct al_runtime *rt, al_buf_t *b);
 

@@ -14,6 +14,7 @@ int al_cmd_policy(int argc, char **argv);
 int al_cmd_mask(int argc, char **argv);
 int al_cmd_sessions(int argc, char **argv);
 int al_cmd_agents(int argc, char **argv);
+int al_cmd_approvals(int argc, char **argv);
 
 #endif
 

@@ -852,14 +852,12 @@ static size_t check_pem(const al__mask_text_t *t, size_t to, al__mask_span_t *ou
 
 /* ---- generic API keys ---------------------------------------------------------------------- */
 
-/* A high-entropy value right after a key-like name and ':' '=' or '=>'
- * (JSON, YAML, env files, HTTP headers, query strings):
- *   "api_key": "sk_live_...", X-Api-Key: ..., PASSWORD=..., token=... .
- * The value must look like a secret (al__mask_secret_value_ok): a short or
- * low-entropy password is not found here (use a column rule). */
 /* True when the match ending at `to` lies in an ARN ("arn:aws:secretsmanager:
  * eu-west-1:...": the name "secretsmanager" is a service, not a key). */
-static bool arn_char(int c) { return alnum(c) || c == ':' || c == '/' || c == '-' || c == '_' || c == '.'; }
+static bool arn_char(int c)
+{
+    return alnum(c) || c == ':' || c == '/' || c == '-' || c == '_' || c == '.';
+}
 
 static bool in_arn(const al__mask_text_t *t, size_t to)
 {
@@ -869,6 +867,11 @@ static bool in_arn(const al__mask_text_t *t, size_t to)
     return i + 4 <= t->len && memcmp(t->p + i, "arn:", 4) == 0;
 }
 
+/* A high-entropy value right after a key-like name and ':' '=' or '=>'
+ * (JSON, YAML, env files, HTTP headers, query strings):
+ *   "api_key": "sk_live_...", X-Api-Key: ..., PASSWORD=..., token=... .
+ * The value must look like a secret (al__mask_secret_value_ok): a short or
+ * low-entropy password is not found here (use a column rule). */
 static size_t check_api(const al__mask_text_t *t, size_t to, al__mask_span_t *out,
                         size_t *skip_to)
 {

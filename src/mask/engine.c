@@ -383,6 +383,8 @@ al_mask_rc_t al_mask_compile(const al_mask_config_t *cfg, al_mask_engine_t **out
     if (!e)
         return AL_MASK_E_NOMEM;
     atomic_init(&e->refs, 1);
+    static atomic_uint_fast64_t serials;
+    e->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
     e->max_value = maxv;
     e->vmax = vmax;
     e->hex_len = hex;
@@ -485,6 +487,9 @@ al_mask_rc_t al_mask_scratch_alloc(const al_mask_engine_t *e, al_mask_scratch_t 
     if (!e || !ps)
         return AL_MASK_E_INVALID;
     al_mask_scratch_t *s = *ps;
+    for (size_t i = 0; s && i < AL_ARRAY_LEN(s->fits); i++)
+        if (s->fits[i] == e->serial)
+            return AL_MASK_OK;
     bool fresh = !s;
     if (fresh && !(s = al_calloc(1, sizeof *s)))
         return AL_MASK_E_NOMEM;
@@ -508,6 +513,10 @@ al_mask_rc_t al_mask_scratch_alloc(const al_mask_engine_t *e, al_mask_scratch_t 
         al_mask_scratch_free(&s);
         return rc;
     }
+    if (rc == AL_MASK_OK) {
+        memmove(s->fits + 1, s->fits, sizeof s->fits - sizeof s->fits[0]);
+        s->fits[0] = e->serial;
+    }
     *ps = s;
     return rc;
 }
@@ -528,6 +537,7 @@ al_mask_rc_t al_mask_scratch_clone(const al_mask_scratch_t *src, al_mask_scratch
     }
     ok = ok && hits_reserve(&s->hits, AL_MAX(src->hits.cap, HITS_INITIAL)) &&
          hits_reserve(&s->hits2, AL_MAX(src->hits2.cap, HITS_INITIAL));
+    memcpy(s->fits, src->fits, sizeof s->fits);
     if (!ok) {
         al_mask_scratch_free(&s);
         return AL_MASK_E_NOMEM;

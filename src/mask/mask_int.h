@@ -94,6 +94,7 @@ typedef struct al__mask_cls {
 enum {
     AL__MASK_ISA_SCALAR = 0, /* byte by byte: the reference */
     AL__MASK_ISA_SSE2,       /* every x86-64 */
+    AL__MASK_ISA_AVX2,
     AL__MASK_ISA_AVX512,     /* AVX-512BW */
     AL__MASK_ISA__COUNT
 };
@@ -180,6 +181,7 @@ typedef struct al__mask_col {
 
 struct al_mask_engine {
     atomic_uint refs;
+    uint64_t serial; /* unique in the process, never 0 */
     hs_database_t *dbs[AL__MASK_DB__COUNT]; /* NULL when it has no pattern */
     bool has_db;                              /* any of them */
     al__mask_pat_t *pats; /* Hyperscan ids index it; shapes have entries too */
@@ -224,6 +226,11 @@ struct al_mask_scratch {
     al_buf_t segs; /* its escaped strings (JSON) */
     al_buf_t map;  /* decoded byte -> raw offset, for one string */
     al_buf_t val;  /* one styled value */
+    /* Serials of the engines this scratch was last sized for: sizing only
+     * grows, so it still fits them, and al_mask_scratch_alloc for one of
+     * them (once per statement in the gateways) returns at once instead of
+     * asking Hyperscan for every database. */
+    uint64_t fits[8];
     bool busy;
 };
 

@@ -7,7 +7,8 @@
  * (logs, JSON, CSV); eight such patterns held the whole scan near 300 MB/s.
  * They are short, fixed shapes of classes, so they are cheap to match with
  * shift-and over bit masks: for a window of 64 bytes, one 64-bit mask per
- * character class (SIMD compares), then each shape is an AND of shifted
+ * character class (SIMD compares: AVX-512BW, AVX2 or SSE2, whichever the
+ * CPU has), then each shape is an AND of shifted
  * masks (bit i set = the shape ends at byte i of the window). Bounded
  * repeats ({1,3}, {1,4}) are ORs of the fixed lengths.
  *
@@ -26,7 +27,7 @@
  * No allocation, no state outside the call. */
 #include "mask/mask_int.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(AL_MASK_NO_SIMD)
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
@@ -96,6 +97,51 @@ static inline __attribute__((always_inline)) uint64_t dc_sse2(const uint8_t *p)
     return r;
 }
 
+/* AVX2: 32 bytes per compare. */
+#define AVX2 __attribute__((target("avx2"), always_inline)) static inline
+
+AVX2 __m256i in_range32(__m256i v, uint8_t lo, uint8_t hi)
+{
+    return _mm256_cmpeq_epi8(_mm256_max_epu8(v, _mm256_set1_epi8((char)lo)),
+                             _mm256_min_epu8(v, _mm256_set1_epi8((char)hi)));
+}
+
+AVX2 uint64_t mm32(__m256i m, unsigned k)
+{
+    return (uint64_t)(uint32_t)_mm256_movemask_epi8(m) << (32 * k);
+}
+
+AVX2 void classify_avx2(const uint8_t *p, al__mask_cls_t *c)
+{
+    memset(c, 0, sizeof *c);
+    for (unsigned k = 0; k < 2; k++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * k));
+        __m256i d = in_range32(v, '0', '9');
+        __m256i hl = in_range32(_mm256_or_si256(v, _mm256_set1_epi8(0x20)), 'a', 'f');
+        c->d |= mm32(d, k);
+        c->hex |= mm32(_mm256_or_si256(d, hl), k);
+        c->up |= mm32(in_range32(v, 'A', 'Z'), k);
+        c->sp |= mm32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(' ')), k);
+        c->dash |= mm32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('-')), k);
+        c->dot |= mm32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('.')), k);
+        c->rp |= mm32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(')')), k);
+        c->col |= mm32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(':')), k);
+        c->zero |= mm32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8('0')), k);
+    }
+}
+
+AVX2 uint64_t dc_avx2(const uint8_t *p)
+{
+    uint64_t r = 0;
+    for (unsigned k = 0; k < 2; k++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(p + 32 * k));
+        r |= mm32(_mm256_or_si256(in_range32(v, '0', '9'),
+                                  _mm256_cmpeq_epi8(v, _mm256_set1_epi8(':'))),
+                  k);
+    }
+    return r;
+}
+
 /* AVX-512BW: one compare gives the 64-bit mask directly. */
 __attribute__((target("avx512bw"), always_inline)) static inline uint64_t
 rng512(__m512i v, uint8_t lo, uint8_t hi)
@@ -155,6 +201,12 @@ static bool pick(unsigned isa, classify_fn *cf, dc_fn *df)
     case AL__MASK_ISA_SSE2:
         *cf = classify_sse2;
         *df = dc_sse2;
+        return true;
+    case AL__MASK_ISA_AVX2:
+        if (!__builtin_cpu_supports("avx2"))
+            return false;
+        *cf = classify_avx2;
+        *df = dc_avx2;
         return true;
     case AL__MASK_ISA_AVX512:
         if (!__builtin_cpu_supports("avx512bw"))
@@ -357,6 +409,13 @@ __attribute__((target("avx512bw"))) static int scan_avx512(const uint8_t *p, siz
     SCAN_LOOP(classify_avx512, dc_avx512);
 }
 
+__attribute__((target("avx2"))) static int scan_avx2(const uint8_t *p, size_t len,
+                                                     uint32_t want, al__mask_end_fn on_end,
+                                                     void *ctx)
+{
+    SCAN_LOOP(classify_avx2, dc_avx2);
+}
+
 static int scan_sse2(const uint8_t *p, size_t len, uint32_t want, al__mask_end_fn on_end,
                      void *ctx)
 {
@@ -379,6 +438,8 @@ int al__mask_prefilter(const uint8_t *p, size_t len, uint32_t want, al__mask_end
 #ifdef HAVE_X86
     case AL__MASK_ISA_AVX512:
         return scan_avx512(p, len, want, on_end, ctx);
+    case AL__MASK_ISA_AVX2:
+        return scan_avx2(p, len, want, on_end, ctx);
     case AL__MASK_ISA_SSE2:
         return scan_sse2(p, len, want, on_end, ctx);
 #endif

@@ -272,6 +272,7 @@ static void reload(al_runtime_t *rt)
 /* ---- drain -------------------------------------------------------------------- */
 
 static void close_cb(uv_handle_t *h) { AL_UNUSED(h); }
+static void appr_timer_close(al_runtime_t *rt);
 
 static void finish(al_runtime_t *rt, bool timed_out)
 {
@@ -281,6 +282,7 @@ static void finish(al_runtime_t *rt, bool timed_out)
     }
     uv_timer_stop(&rt->drain_timer);
     al_admin_close_all(rt->admin);
+    appr_timer_close(rt);
     uv_close((uv_handle_t *)&rt->sig_term, close_cb);
     uv_close((uv_handle_t *)&rt->sig_int, close_cb);
     uv_close((uv_handle_t *)&rt->sig_hup, close_cb);
@@ -321,6 +323,104 @@ static void on_signal(uv_signal_t *s, int signum)
         drain(rt, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* ---- approvals timer ------------------------------------------------------------- */
+
+/* al_approvals_tick writes (and fsyncs) when something is due, so it runs
+ * on a uv pool thread; at most one tick is in flight. The timer is armed
+ * for the next deadline the tick returned. */
+static void appr_tick_work(uv_work_t *w)
+{
+    al_runtime_t *rt = w->data;
+    double next = 0;
+    if (al_approvals_tick(rt->approvals, al_now(), &next) < 0)
+        next = al_now() + 5; /* the store failed: try again in a while */
+    rt->appr_next = next;
+}
+
+#define AL_APPR_POLL_MS 1000.0
+
+static void appr_tick(al_runtime_t *rt);
+static void on_appr_timer(uv_timer_t *t);
+
+static void appr_arm(al_runtime_t *rt)
+{
+    if (rt->appr_closed)
+        return;
+    /* A little past the deadline; and at least every AL_APPR_POLL_MS, so a
+     * request raised by a caller that did not kick still times out on time
+     * (a tick with nothing due is one read, no fsync). */
+    double ms = rt->appr_next > 0 ? (rt->appr_next - al_now()) * 1000.0 + 5 : AL_APPR_POLL_MS;
+    if (ms < 0)
+        ms = 0;
+    if (ms > AL_APPR_POLL_MS)
+        ms = AL_APPR_POLL_MS;
+    uv_timer_start(&rt->appr_timer, on_appr_timer, (uint64_t)ms, 0);
+}
+
+static void appr_tick_after(uv_work_t *w, int status)
+{
+    al_runtime_t *rt = w->data;
+    AL_UNUSED(status);
+    rt->appr_busy = false;
+    if (rt->appr_again && !rt->appr_closed) {
+        rt->appr_again = false;
+        appr_tick(rt);
+        return;
+    }
+    appr_arm(rt);
+}
+
+static void appr_tick(al_runtime_t *rt)
+{
+    if (rt->appr_closed || !rt->approvals)
+        return;
+    if (rt->appr_busy) {
+        rt->appr_again = true;
+        return;
+    }
+    rt->appr_busy = true;
+    rt->appr_work.data = rt;
+    if (uv_queue_work(rt->loop, &rt->appr_work, appr_tick_work, appr_tick_after) != 0)
+        rt->appr_busy = false;
+}
+
+static void on_appr_timer(uv_timer_t *t) { appr_tick(t->data); }
+static void on_appr_kick(uv_async_t *h) { appr_tick(h->data); }
+
+void al_runtime_approvals_kick(al_runtime_t *rt)
+{
+    if (!rt)
+        return;
+    pthread_mutex_lock(&rt->appr_lock);
+    if (rt->appr_started && !rt->appr_closed)
+        uv_async_send(&rt->appr_kick);
+    pthread_mutex_unlock(&rt->appr_lock);
+}
+
+static void appr_timer_start(al_runtime_t *rt)
+{
+    uv_timer_init(rt->loop, &rt->appr_timer);
+    uv_async_init(rt->loop, &rt->appr_kick, on_appr_kick);
+    rt->appr_timer.data = rt->appr_kick.data = rt;
+    pthread_mutex_lock(&rt->appr_lock);
+    rt->appr_started = true;
+    pthread_mutex_unlock(&rt->appr_lock);
+    appr_tick(rt); /* the first deadline (requests that survived a restart) */
+}
+
+static void appr_timer_close(al_runtime_t *rt)
+{
+    pthread_mutex_lock(&rt->appr_lock);
+    bool started = rt->appr_started && !rt->appr_closed;
+    rt->appr_closed = true;
+    pthread_mutex_unlock(&rt->appr_lock);
+    if (!started)
+        return;
+    uv_timer_stop(&rt->appr_timer);
+    uv_close((uv_handle_t *)&rt->appr_timer, close_cb);
+    uv_close((uv_handle_t *)&rt->appr_kick, close_cb);
+}
+
 /* ---- run ------------------------------------------------------------------------- */
 
 /* The kill switch (control thread): a disabled agent's pending approval
@@ -342,6 +442,7 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
     rt.config_path = al_xstrdup(config_path);
     rt.loop = uv_default_loop();
     rt.started = al_now();
+    pthread_mutex_init(&rt.appr_lock, NULL);
     al_log_set_level(cfg->server.log_level);
     signal(SIGPIPE, SIG_IGN);
 
@@ -430,6 +531,7 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
     uv_signal_start(&rt.sig_term, on_signal, SIGTERM);
     uv_signal_start(&rt.sig_int, on_signal, SIGINT);
     uv_signal_start(&rt.sig_hup, on_signal, SIGHUP);
+    appr_timer_start(&rt);
 
     char n[32], pid[32];
     al_log(AL_LOG_INFO, "airlock serving", "version", AL_VERSION, "admin", cfg->server.admin_listen,
@@ -448,6 +550,7 @@ out:
         al_admin_close_all(rt.admin);
         uv_run(rt.loop, UV_RUN_NOWAIT);
     }
+    appr_timer_close(&rt); /* (no-op when finish() closed it) */
     /* Commits what is queued; strict callbacks reach the admin's queue,
      * which is freed next without a loop to answer on. */
     al_audit_close(&rt.audit);
@@ -459,5 +562,6 @@ out:
     al_revset_unref(&rt.revoked);
     al_sess_reg_free(&rt.sessions);
     free(rt.config_path);
+    pthread_mutex_destroy(&rt.appr_lock);
     return rc;
 }

@@ -79,6 +79,16 @@ typedef struct al_runtime {
     struct al_approvals *approvals; /* approval requests and grants (approvals/approvals.h);
                                        thread-safe, but its writes fsync: call from the
                                        control thread or a uv pool thread */
+    /* approvals timer (control loop): al_approvals_tick runs on a uv pool
+     * thread (it fsyncs), then the timer is armed for the next deadline */
+    uv_timer_t appr_timer;
+    uv_async_t appr_kick;          /* al_runtime_approvals_kick from any thread */
+    uv_work_t appr_work;
+    double appr_next;              /* the tick's answer: next deadline, 0 = none */
+    bool appr_busy, appr_again;    /* a tick in flight; run another after it */
+    bool appr_started;
+    pthread_mutex_t appr_lock;     /* guards appr_closed against kicks from workers */
+    bool appr_closed;
     int exit_code;
 } al_runtime_t;
 
@@ -97,6 +107,12 @@ void al_runtime_listen_close(al_runtime_t *rt, size_t set_off);
  * On AL_TOK_OK, *out is a new principal reference. */
 al_tok_status_t al_worker_verify(al_worker_t *w, const char *token, size_t len, double now,
                                  al_principal_t **out, al_verify_info_t *info);
+
+/* Asks the control loop to time out due approval requests now and to re-arm
+ * its timer for the next deadline. Call after creating or deciding a
+ * request. Safe from any thread (uv_async_send); a no-op before the timer
+ * starts and after shutdown has begun. */
+void al_runtime_approvals_kick(al_runtime_t *rt);
 
 /* Number of worker threads a config asks for (auto = cores). */
 int al_runtime_worker_count(const al_config_t *cfg);

@@ -50,7 +50,7 @@ policies:
     action: deny
     message: admin is off limits
   - { name: no-evil-host, who: ["*"], targets: [api], when: { hosts: [evil.example] }, action: deny }
-  - { name: deletes, who: ["*"], targets: [api], when: { methods: [DELETE] }, action: approve, approvers: [admins] }
+  - { name: deletes, who: ["*"], targets: [api], when: { methods: [DELETE] }, action: approve, approvers: [admins], mode: retry }
 """
 
 API_KEY = "upstream-secret-123"

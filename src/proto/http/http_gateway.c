@@ -39,6 +39,7 @@
 
 #include <zlib.h>
 
+#include "approvals/approvals.h"
 #include "audit/audit.h"
 #include "net/listen.h"
 #include "net/write.h"
@@ -47,6 +48,7 @@
 #include "policy/masking.h"
 #include "policy/policy.h"
 #include "proto/http/http_gateway.h"
+#include "proto/approval_hold.h"
 #include "proto/http/http_parser.h"
 #include "proto/http/http_path.h"
 #include "runtime/sessions.h"
@@ -220,6 +222,11 @@ struct sess {
     pend_t *pend;
     bool counted;
     al_sess_t *reg;
+    /* approvals: the request held for an `approve` verdict (approval_hold.h);
+     * nothing reaches the upstream until it is decided */
+    al_hold_t *hold;
+    bool appr_wait;
+    bool appr_used;      /* raised a request or used a grant: end them at close */
     sess_t *next, **pprev;
 };
 
@@ -637,6 +644,11 @@ static void sess_close(sess_t *s)
         s->pend->s = NULL;
         s->pend = NULL;
     }
+    /* A held request's approval is cancelled (client_disconnected). */
+    al_hold_detach(&s->hold);
+    s->appr_wait = false;
+    if (s->appr_used)
+        al_hold_session_end(&s->hw->w->loop, s->hw->w->rt->approvals, s->session_id);
     if (s->next)
         s->next->pprev = s->pprev;
     *s->pprev = s->next;
@@ -1310,8 +1322,8 @@ static void refuse_policy(sess_t *s, const al_verdict_t *v)
     if (v->rule && v->rule->message)
         al_buf_json_str(&j, v->rule->message, strlen(v->rule->message));
     else if (v->decision == AL_DECIDE_APPROVE)
-        al_buf_puts(&j, "\"this request needs a human approval, which this gateway cannot "
-                        "hold yet; ask an approver\"");
+        al_buf_puts(&j, "\"this request needs a human approval, which cannot be requested "
+                        "now; ask an approver\"");
     else
         al_buf_puts(&j, "null");
     al_buf_puts(&j, ",\"reason\":");
@@ -1356,6 +1368,115 @@ static void set_masks(sess_t *s, const al_verdict_t *v)
             al_log(AL_LOG_ERROR, "cannot allocate masking scratch", NULL);
             s->mask_failed = true;
         }
+}
+
+/* ---- approvals (docs/approvals.md, approval_hold.h) ----------------------------------- */
+
+static void start_exchange(sess_t *s, const char *approval_id, const char *reason);
+
+/* A decision event for the held request: pending (with the request id) or
+ * deny (how it ended). */
+static void audit_held(sess_t *s, const char *decision, const char *reason, const char *id,
+                       const char *status)
+{
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_DECISION;
+    ev.action = (al_str_t){s->action.p, s->action.len};
+    ev.decision = decision;
+    ev.rule = s->rule[0] ? s->rule : NULL;
+    ev.reason = reason;
+    ev.approval_id = id && *id ? id : NULL;
+    ev.status = status;
+    al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+}
+
+/* 403 {"error": CODE, "approval_id": ID, "rule": RULE, "message": TEXT,
+ * "reason": REASON}; the connection goes on. */
+static void refuse_held(sess_t *s, const al_hold_result_t *r, const char *reason)
+{
+    const char *code = "approval_required";
+    if (r->outcome == AL_HOLD_ENDED)
+        code = r->state == AL_APPROVAL_DENIED      ? "approval_denied"
+             : r->state == AL_APPROVAL_TIMED_OUT   ? "approval_timed_out"
+             : r->state == AL_APPROVAL_ABANDONED   ? "approval_abandoned"
+             : r->state == AL_APPROVAL_APPROVED    ? "approval_grant_unavailable"
+                                                   : "approval_cancelled";
+    char msg[AL_APPROVALS_MAX_REASON + 256];
+    al_hold_message(r, msg, sizeof msg);
+    al_buf_t j;
+    al_buf_init(&j);
+    al_buf_puts(&j, "{\"error\":");
+    al_buf_json_str(&j, code, strlen(code));
+    al_buf_puts(&j, ",\"approval_id\":");
+    if (r->id && *r->id)
+        al_buf_json_str(&j, r->id, strlen(r->id));
+    else
+        al_buf_puts(&j, "null");
+    al_buf_puts(&j, ",\"rule\":");
+    al_buf_json_str(&j, s->rule, strlen(s->rule));
+    al_buf_puts(&j, ",\"message\":");
+    al_buf_json_str(&j, msg, strlen(msg));
+    al_buf_puts(&j, ",\"reason\":");
+    al_buf_json_str(&j, reason, strlen(reason));
+    al_buf_puts(&j, "}");
+    send_error(s, 403, NULL, &j, false);
+    al_buf_free(&j);
+    after_refusal(s);
+}
+
+static void on_hold(void *ud, const al_hold_result_t *r)
+{
+    sess_t *s = ud;
+    if (s->st == S_CLOSING)
+        return;
+    char why[128];
+    const char *reason = al_hold_audit_reason(r, why, sizeof why);
+    if (r->outcome == AL_HOLD_WAITING) {
+        audit_held(s, "pending", reason, r->id, NULL);
+        return; /* HTTP/1.1 has nothing to tell the client meanwhile */
+    }
+    al_hold_detach(&s->hold);
+    s->appr_wait = false;
+    if (r->outcome == AL_HOLD_GRANTED || r->outcome == AL_HOLD_APPROVED) {
+        if (s->principal && al_now() >= s->principal->exp + s->target->session_grace) {
+            /* The token ran out while the request was held. */
+            audit_held(s, "deny", "expired", r->id, "401");
+            error_reason(s, 401, "invalid_token", "expired", false);
+            after_refusal(s);
+            process_client(s);
+            return;
+        }
+        start_exchange(s, r->id, reason);
+        if (s->st == S_WAIT && !s->audit_wait)
+            proceed(s); /* async audit: forward now */
+        else if (s->st != S_WAIT && s->st != S_CLOSING)
+            process_client(s); /* refused (audit unavailable): parse on */
+        return;
+    }
+    audit_held(s, r->outcome == AL_HOLD_RETRY ? "pending" : "deny", reason, r->id, "403");
+    refuse_held(s, r, reason);
+    process_client(s);
+}
+
+/* An `approve` verdict: the upstream head is built but nothing is sent;
+ * ask the approvals service (off-loop) for a grant or a new request. The
+ * rule's timeout bounds the hold, not the session timer. */
+static void hold_request(sess_t *s, const al_policy_conf_t *rule)
+{
+    al_worker_t *w = s->hw->w;
+    s->st = S_WAIT;
+    s->appr_wait = true;
+    s->appr_used = true;
+    tmr_arm(s, T_NONE);
+    const al_principal_t *p = s->principal;
+    al_approval_req_t r = {.agent = p->agent ? p->agent : p->sub, .owner = p->owner,
+                           .subject = p->sub, .issuer = p->iss,
+                           .groups = (const char *const *)p->groups, .n_groups = p->n_groups,
+                           .target = s->target->name, .protocol = "http",
+                           .action = {s->action.p, s->action.len}, .rule = rule,
+                           .mode = rule->mode, .session_id = s->session_id};
+    s->hold = al_hold_start(&w->loop, w->rt, w->snap, &r, on_hold, s);
 }
 
 /* A request head arrived: decide it. h points into s->cin. */
@@ -1435,7 +1556,8 @@ static void on_request(sess_t *s, const al_http_head_t *h)
                      .now = (int64_t)al_now()};
     al_verdict_t v;
     al_policy_decide(s->hw->w->snap->policy, &who, &a, &v);
-    if (v.decision != AL_DECIDE_ALLOW) {
+    bool hold = v.decision == AL_DECIDE_APPROVE && v.rule && s->hw->w->rt->approvals;
+    if (v.decision != AL_DECIDE_ALLOW && !hold) {
         free(npath);
         audit_refusal(s, &v);
         refuse_policy(s, &v);
@@ -1455,14 +1577,26 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     s->retried = false;
     build_upstream_head(s, h, npath, nlen, query);
     free(npath);
-    s->active = true;
-    s->deadline = uv_now(&s->hw->w->loop) + (uint64_t)(s->target->http.request_timeout * 1000);
-    tmr_arm(s, T_REQUEST);
     s->strict = v.audit != AL_AUDIT_MODE_ASYNC;
     s->reason = v.reason;
     size_t rl = v.rule ? AL_MIN(strlen(v.rule->name), sizeof s->rule - 1) : 0;
     memcpy(s->rule, v.rule ? v.rule->name : "", rl);
     s->rule[rl] = 0;
+    if (hold) {
+        hold_request(s, v.rule);
+        return;
+    }
+    start_exchange(s, NULL, NULL);
+}
+
+/* The request goes out: the exchange's deadline, then its decision event
+ * (strict: proceed once committed). approval_id and reason are set when an
+ * approval let it through. */
+static void start_exchange(sess_t *s, const char *approval_id, const char *reason)
+{
+    s->active = true;
+    s->deadline = uv_now(&s->hw->w->loop) + (uint64_t)(s->target->http.request_timeout * 1000);
+    tmr_arm(s, T_REQUEST);
     s->st = S_WAIT;
     al_audit_event_t ev;
     fill_event(s, &ev);
@@ -1470,8 +1604,10 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     ev.action = (al_str_t){s->action.p, s->action.len};
     ev.decision = "allow";
     ev.rule = s->rule[0] ? s->rule : NULL;
-    ev.reason = v.reason;
-    s->deferred = !s->strict && !s->upgrading; /* a tunnel is recorded when it opens */
+    ev.reason = reason ? reason : s->reason;
+    ev.approval_id = approval_id;
+    /* a tunnel is recorded when it opens; an approved request at once */
+    s->deferred = !s->strict && !s->upgrading && !approval_id;
     if (!s->strict) { /* process_client proceeds once the head is consumed */
         if (!s->deferred)
             al_audit_submit_async(s->hw->w->rt->audit, &ev, s->decision_id);
@@ -1715,7 +1851,7 @@ static bool head_done(sess_t *s, size_t k)
     consume(&s->cin, k);
     if (s->st == S_CLOSING || s->flush_close)
         return false;
-    if (s->st == S_WAIT && !s->audit_wait) {
+    if (s->st == S_WAIT && !s->audit_wait && !s->appr_wait) {
         proceed(s); /* async audit: forward now (proceed parses on) */
         return false;
     }

@@ -17,7 +17,12 @@
  *             decided before anything is forwarded; strict audit records
  *             commit before the statement goes out (reading from the client
  *             pauses meanwhile). Refusals: ErrorResponse 42501, in order,
- *             and the session goes on.
+ *             and the session goes on. An `approve` verdict holds the
+ *             statement (approval_hold.h): a grant lets it through, `retry`
+ *             refuses it with the request id, `wait` sends a NoticeResponse
+ *             and processes no more of the session's input until the
+ *             request is decided (the client is still read, so a
+ *             disconnect cancels the request).
  *
  * Protocol: https://www.postgresql.org/docs/current/protocol-flow.html
  */
@@ -36,9 +41,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "approvals/approvals.h"
 #include "audit/audit.h"
 #include "policy/masking.h"
 #include "policy/policy.h"
+#include "proto/approval_hold.h"
 #include "proto/pg/pg_auth.h"
 #include "proto/pg/pg_codec.h"
 #include "proto/pg/pg_gateway.h"
@@ -219,6 +226,13 @@ struct sess {
     al_sess_t *reg;          /* live-session registry entry (runtime/sessions.h) */
     bool defer_upstream;     /* killed: close the upstream a loop turn after the client */
     uint64_t rev_gen;        /* revocation set generation the principal was checked in */
+    /* approvals: a statement held for an `approve` verdict */
+    al_hold_t *hold;
+    bool appr_wait;          /* held: process no client input until decided */
+    bool appr_used;          /* raised a request or used a grant: end them at close */
+    bool appr_simple;        /* the held message is a Query (else a Parse) */
+    al_buf_t appr_msg;       /* the held message */
+    char *appr_stmt;         /* its prepared statement name (Parse) */
     sess_t *next, **pprev;
 };
 
@@ -257,7 +271,7 @@ static void on_write(uv_write_t *r, int status)
         s->server_paused = false;
         uv_read_start((uv_stream_t *)&s->server, on_alloc, on_server_read);
     }
-    if (!to_client && s->client_paused && !s->audit_wait &&
+    if (!to_client && s->client_paused && !s->audit_wait && !s->appr_wait &&
         uv_stream_get_write_queue_size((uv_stream_t *)&s->server) < HIGH_WATER / 4)
         resume_client(s);
 }
@@ -346,6 +360,8 @@ static void sess_free(sess_t *s)
     for (size_t i = 0; i < s->n_inj; i++)
         free(s->inj[i].bytes);
     al_buf_free(&s->held_msg);
+    al_buf_free(&s->appr_msg);
+    free(s->appr_stmt);
     al_buf_free(&s->tls_scratch);
     al_buf_free(&s->plain);
     al_buf_free(&s->colnames);
@@ -438,6 +454,12 @@ static void sess_close(sess_t *s)
     s->st = S_CLOSING;
     al_sess_end(&s->reg);
     cancel_unregister(s);
+    /* A held statement's request is cancelled (client_disconnected); the
+     * session's `session` grants end. */
+    al_hold_detach(&s->hold);
+    s->appr_wait = false;
+    if (s->appr_used)
+        al_hold_session_end(&s->pw->w->loop, s->pw->w->rt->approvals, s->session_id);
     if (s->pend) {
         s->pend->s = NULL;
         s->pend = NULL;
@@ -632,10 +654,10 @@ static bool recheck_identity(sess_t *s)
 static void refusal_message(const al_verdict_t *v, al_sql_class_t cls, char *out, size_t cap)
 {
     const char *msg = v->rule && v->rule->message ? v->rule->message : NULL;
-    if (v->decision == AL_DECIDE_APPROVE)
+    if (v->decision == AL_DECIDE_APPROVE) /* FunctionCall, or no approvals store */
         snprintf(out, cap, "airlock: approval required by policy %s: %s", v->rule->name,
-                 msg ? msg : "this statement needs a human approval, which this gateway "
-                             "cannot hold yet; ask an approver");
+                 msg ? msg : "this action needs a human approval, which cannot be requested "
+                             "for it; ask an approver");
     else if (v->rule)
         snprintf(out, cap, "airlock: denied by policy %s: %s", v->rule->name,
                  msg ? msg : "statement not allowed");
@@ -650,6 +672,9 @@ typedef struct decision {
     al_verdict_t v;
     al_sql_class_t cls;
     const al_sql_result_t *r;
+    /* approvals: what the audit event says instead of the verdict's name
+     * and reason, and the request involved; NULL when none */
+    const char *decision, *reason, *approval_id;
 } decision_t;
 
 static void decide(sess_t *s, al_str_t sql, decision_t *d)
@@ -661,6 +686,7 @@ static void decide(sess_t *s, al_str_t sql, decision_t *d)
     al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
     al_policy_decide_sql(pol, &who, s->target->name, d->r, (int64_t)al_now(), &d->v, NULL, 0);
     d->cls = d->r->cls;
+    d->decision = d->reason = d->approval_id = NULL;
 }
 
 /* A COPY ... TO statement (results as CopyData, without column names). */
@@ -705,9 +731,10 @@ static int audit_decision(sess_t *s, al_str_t action, const decision_t *d, bool 
     ev.kind = AL_AUDIT_KIND_DECISION;
     ev.action = action;
     ev.cls = al_sql_class_name(d->cls);
-    ev.decision = al_decision_name(d->v.decision);
+    ev.decision = d->decision ? d->decision : al_decision_name(d->v.decision);
     ev.rule = d->v.rule ? d->v.rule->name : NULL;
-    ev.reason = d->v.reason;
+    ev.reason = d->reason ? d->reason : d->v.reason;
+    ev.approval_id = d->approval_id;
     const char *tables[64];
     char tb[64][AL_POLICY_TABLE_NAME_MAX];
     ev.n_tables = al_policy_table_names(d->r, tb, tables, 64);
@@ -847,38 +874,23 @@ static void held_committed(sess_t *s, int rc, const char *err)
     resume_client(s);
 }
 
-/* Query or Parse: decide, audit, forward or refuse. Returns false when the
- * session must stop processing input (waiting for audit, or closed). */
-static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t stmt_name,
-                      bool simple)
+/* An allowed statement (or one an approval let through: d->approval_id):
+ * masks, audit (strict: hold until committed), forward. Returns false when
+ * the session must stop processing input. */
+static bool allow_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t stmt_name,
+                            bool simple, decision_t *d)
 {
-    if (!recheck_identity(s))
-        return false;
-    al_sess_action(s->reg);
-    decision_t d;
-    decide(s, sql, &d);
-    if (d.v.decision != AL_DECIDE_ALLOW) {
-        char id[AL_AUDIT_ID_SIZE];
-        audit_decision(s, sql, &d, false, id, NULL);
-        char msg[512];
-        refusal_message(&d.v, d.cls, msg, sizeof msg);
-        if (!simple) {
-            remember_refused(s, stmt_name);
-            s->skipping = true;
-        }
-        refuse(s, "42501", msg, simple);
-        return true;
-    }
     if (!simple)
         forget_refused(s, stmt_name);
-    set_masks(s, &d.v);
-    if (s->n_meng && copy_to(d.r) &&
+    set_masks(s, &d->v);
+    if (s->n_meng && copy_to(d->r) &&
         al_mask_set_has_columns(s->pw->w->snap->masks, s->target->name)) {
         /* COPY TO carries no column names: column masking cannot apply. */
         char id[AL_AUDIT_ID_SIZE];
-        d.v.decision = AL_DECIDE_DENY;
-        d.v.reason = "copy_to_with_column_masking";
-        audit_decision(s, sql, &d, false, id, NULL);
+        d->v.decision = AL_DECIDE_DENY;
+        d->v.reason = "copy_to_with_column_masking";
+        d->decision = d->reason = NULL;
+        audit_decision(s, sql, d, false, id, NULL);
         if (!simple) {
             remember_refused(s, stmt_name);
             s->skipping = true;
@@ -887,21 +899,21 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
                            "use SELECT so masking can see the column names", simple);
         return true;
     }
-    bool strict = d.v.audit != AL_AUDIT_MODE_ASYNC;
-    if (!strict && s->fl_n < MAX_INFLIGHT) {
+    bool strict = d->v.audit != AL_AUDIT_MODE_ASYNC;
+    if (!strict && s->fl_n < MAX_INFLIGHT && !d->approval_id) {
         forward(s, m);
         inflight_push(s, "", !simple);
         inflight_t *f = &s->fl[(s->fl_head + s->fl_n - 1) % MAX_INFLIGHT];
         f->deferred = true;
-        f->cls = al_sql_class_name(d.cls);
-        f->reason = d.v.reason;
-        snprintf(f->rule, sizeof f->rule, "%s", d.v.rule ? d.v.rule->name : "");
+        f->cls = al_sql_class_name(d->cls);
+        f->reason = d->v.reason;
+        snprintf(f->rule, sizeof f->rule, "%s", d->v.rule ? d->v.rule->name : "");
         al_buf_reset(&f->text);
         size_t cap = s->pw->w->snap->cfg->audit.max_action_bytes;
         al_buf_append(&f->text, sql.p, AL_MIN(sql.len, cap));
         al_buf_append(&f->text, "", 1);
         f->n_tables = 0;
-        const al_sql_result_t *r = d.r;
+        const al_sql_result_t *r = d->r;
         char tn[AL_POLICY_TABLE_NAME_MAX];
         for (size_t i = 0; i < r->n_tables && i < 64; i++, f->n_tables++) {
             al_buf_puts(&f->text, al_policy_table_name(&r->tables[i], tn, sizeof tn));
@@ -911,7 +923,7 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
     }
     const char *err = NULL;
     char id[AL_AUDIT_ID_SIZE] = "";
-    if (audit_decision(s, sql, &d, strict, id, &err) != AL_OK) {
+    if (audit_decision(s, sql, d, strict, id, &err) != AL_OK) {
         al_log(AL_LOG_ERROR, "audit refused a strict event; statement refused", "session",
                s->session_id, "error", err ? err : "?", NULL);
         char msg[256];
@@ -932,6 +944,165 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
     forward(s, m);
     inflight_push(s, id, !simple);
     return true;
+}
+
+/* ---- approvals (docs/approvals.md, approval_hold.h) -------------------------------- */
+
+/* The held statement's SQL (a view into appr_msg). */
+static bool held_sql(sess_t *s, al_str_t *sql)
+{
+    const al_buf_t *b = &s->appr_msg;
+    if (b->len < 5)
+        return false;
+    const uint8_t *body = (const uint8_t *)b->p + 5;
+    size_t len = b->len - 5;
+    if (s->appr_simple)
+        return al_pg_parse_query(body, len, sql) == AL_PG_OK;
+    al_pg_parse_msg_t pm;
+    if (al_pg_parse_parse(body, len, &pm) != AL_PG_OK)
+        return false;
+    *sql = pm.query;
+    return true;
+}
+
+/* The held statement is refused: 42501 in stream order; the session goes on. */
+static void held_refused(sess_t *s, const char *msg)
+{
+    if (!s->appr_simple) {
+        remember_refused(s, al_str_c(s->appr_stmt ? s->appr_stmt : ""));
+        s->skipping = true;
+    }
+    refuse(s, "42501", msg, s->appr_simple);
+}
+
+/* An audit event for the held statement: decision `decision` (pending,
+ * deny), reason, request id. */
+static void audit_held(sess_t *s, const char *decision, const char *reason, const char *id)
+{
+    al_str_t sql;
+    if (!held_sql(s, &sql))
+        return;
+    decision_t d;
+    decide(s, sql, &d);
+    d.decision = decision;
+    d.reason = reason;
+    d.approval_id = id && *id ? id : NULL;
+    char eid[AL_AUDIT_ID_SIZE];
+    audit_decision(s, sql, &d, false, eid, NULL);
+}
+
+/* A grant covers the held statement: it goes on as an allowed one, its
+ * decision event naming the request and the grant. */
+static void held_allowed(sess_t *s, const char *id, const char *reason)
+{
+    al_str_t sql;
+    if (!held_sql(s, &sql)) {
+        held_refused(s, "airlock: the held statement could not be read again");
+        return;
+    }
+    if (!recheck_identity(s))
+        return;
+    decision_t d;
+    decide(s, sql, &d);
+    if (d.v.decision == AL_DECIDE_DENY) {
+        /* A reload made it a denial meanwhile: deny beats any grant. */
+        char eid[AL_AUDIT_ID_SIZE];
+        audit_decision(s, sql, &d, false, eid, NULL);
+        char msg[512];
+        refusal_message(&d.v, d.cls, msg, sizeof msg);
+        held_refused(s, msg);
+        return;
+    }
+    d.v.decision = AL_DECIDE_ALLOW;
+    d.decision = "allow";
+    d.reason = reason;
+    d.approval_id = id && *id ? id : NULL;
+    al_pg_msg_t hm = {.type = (uint8_t)s->appr_msg.p[0], .raw = (const uint8_t *)s->appr_msg.p,
+                      .raw_len = s->appr_msg.len};
+    al_str_t name = al_str_c(s->appr_stmt ? s->appr_stmt : "");
+    allow_statement(s, &hm, sql, name, s->appr_simple, &d);
+}
+
+static void on_hold(void *ud, const al_hold_result_t *r)
+{
+    sess_t *s = ud;
+    if (s->st == S_CLOSING)
+        return;
+    char msg[AL_APPROVALS_MAX_REASON + 256], why[128];
+    al_hold_message(r, msg, sizeof msg);
+    const char *reason = al_hold_audit_reason(r, why, sizeof why);
+    if (r->outcome == AL_HOLD_WAITING) {
+        audit_held(s, "pending", reason, r->id);
+        al_buf_t b;
+        al_buf_init(&b);
+        al_pg_build_notice(&b, "NOTICE", "01000", msg, NULL, NULL);
+        send_buf(s, true, &b);
+        al_buf_free(&b);
+        return;
+    }
+    al_hold_detach(&s->hold);
+    s->appr_wait = false;
+    if (r->outcome == AL_HOLD_GRANTED || r->outcome == AL_HOLD_APPROVED) {
+        held_allowed(s, r->id, reason);
+    } else {
+        audit_held(s, r->outcome == AL_HOLD_RETRY ? "pending" : "deny", reason, r->id);
+        held_refused(s, msg);
+    }
+    al_buf_reset(&s->appr_msg);
+    if (s->st != S_CLOSING && !s->audit_wait && !s->appr_wait)
+        resume_client(s);
+}
+
+/* An `approve` verdict: hold the message and ask the approvals service
+ * (off-loop) for a grant or a new request. Returns false: no more input
+ * is processed until on_hold. */
+static bool hold_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t stmt_name,
+                           bool simple, const decision_t *d)
+{
+    al_worker_t *w = s->pw->w;
+    al_buf_reset(&s->appr_msg);
+    al_buf_append(&s->appr_msg, m->raw, m->raw_len);
+    s->appr_simple = simple;
+    free(s->appr_stmt);
+    s->appr_stmt = al_xstrndup(stmt_name.p, stmt_name.len);
+    s->appr_wait = true;
+    s->appr_used = true;
+    const al_principal_t *p = s->principal;
+    al_approval_req_t r = {.agent = p->agent ? p->agent : p->sub, .owner = p->owner,
+                           .subject = p->sub, .issuer = p->iss,
+                           .groups = (const char *const *)p->groups, .n_groups = p->n_groups,
+                           .target = s->target->name, .protocol = "postgres", .action = sql,
+                           .rule = d->v.rule, .mode = d->v.rule->mode,
+                           .session_id = s->session_id};
+    s->hold = al_hold_start(&w->loop, w->rt, w->snap, &r, on_hold, s);
+    return false;
+}
+
+/* Query or Parse: decide, audit, forward or refuse. Returns false when the
+ * session must stop processing input (waiting for audit, or closed). */
+static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t stmt_name,
+                      bool simple)
+{
+    if (!recheck_identity(s))
+        return false;
+    al_sess_action(s->reg);
+    decision_t d;
+    decide(s, sql, &d);
+    if (d.v.decision == AL_DECIDE_APPROVE && d.v.rule && s->pw->w->rt->approvals)
+        return hold_statement(s, m, sql, stmt_name, simple, &d);
+    if (d.v.decision != AL_DECIDE_ALLOW) {
+        char id[AL_AUDIT_ID_SIZE];
+        audit_decision(s, sql, &d, false, id, NULL);
+        char msg[512];
+        refusal_message(&d.v, d.cls, msg, sizeof msg);
+        if (!simple) {
+            remember_refused(s, stmt_name);
+            s->skipping = true;
+        }
+        refuse(s, "42501", msg, simple);
+        return true;
+    }
+    return allow_statement(s, m, sql, stmt_name, simple, &d);
 }
 
 /* One client message in READY. Returns false to stop processing input. */
@@ -1024,7 +1195,7 @@ static void process_client(sess_t *s)
 {
     size_t off = 0;
     al_buf_t *in = &s->pending_in;
-    while (off < in->len && s->st == S_READY && !s->audit_wait) {
+    while (off < in->len && s->st == S_READY && !s->audit_wait && !s->appr_wait) {
         al_pg_msg_t m;
         ssize_t n = al_pg_frame(&s->cf, (const uint8_t *)in->p + off, in->len - off, &m);
         if (n < 0) {
@@ -1044,7 +1215,9 @@ static void process_client(sess_t *s)
         return;
     memmove(in->p, in->p + off, in->len - off);
     in->len -= off;
-    if (s->audit_wait && !s->client_paused) {
+    /* Held for an approval, the client is still read (its disconnect
+     * cancels the request) until HIGH_WATER bytes wait. */
+    if ((s->audit_wait || (s->appr_wait && in->len > HIGH_WATER)) && !s->client_paused) {
         s->client_paused = true;
         uv_read_stop((uv_stream_t *)&s->client);
     }
@@ -1565,7 +1738,7 @@ static void resume_client(sess_t *s)
         return;
     if (s->pending_in.len)
         process_client(s);
-    if (s->st == S_CLOSING || s->audit_wait)
+    if (s->st == S_CLOSING || s->audit_wait || s->appr_wait)
         return;
     if (uv_stream_get_write_queue_size((uv_stream_t *)&s->server) > HIGH_WATER) {
         if (!s->client_paused) {
@@ -1962,10 +2135,14 @@ static void startup_msg(sess_t *s, const al_pg_msg_t *m)
 
 static void client_feed(sess_t *s, const uint8_t *p, size_t n)
 {
-    if (s->st == S_READY || s->audit_wait || s->pending_in.len) {
+    if (s->st == S_READY || s->audit_wait || s->appr_wait || s->pending_in.len) {
         al_buf_append(&s->pending_in, p, n);
-        if (s->st == S_READY && !s->audit_wait)
+        if (s->st == S_READY && !s->audit_wait && !s->appr_wait)
             process_client(s);
+        else if (s->appr_wait && s->pending_in.len > HIGH_WATER && !s->client_paused) {
+            s->client_paused = true;
+            uv_read_stop((uv_stream_t *)&s->client);
+        }
         return;
     }
     size_t off = 0;
@@ -2223,7 +2400,8 @@ void al_pg_worker_drain(al_worker_t *w, bool force)
     for (sess_t *s = pw->sessions, *n; s; s = n) {
         n = s->next;
         /* Idle between transactions, or forced: close now. */
-        if (force || (s->st == S_READY && !in_flight(s) && s->txn == 'I' && !s->audit_wait))
+        if (force || (s->st == S_READY && !in_flight(s) && s->txn == 'I' && !s->audit_wait &&
+                      !s->appr_wait))
             sess_close(s);
         else if (s->st != S_READY)
             sess_close(s);

@@ -364,6 +364,32 @@ static void test_scratch(void **state)
     assert_int_equal(al_mask_buffer(big, c, "1.2.3.4", 7, &out, NULL), AL_MASK_MASKED);
     assert_string_equal(out.p, "#######");
     assert_int_equal(al_mask_scratch_alloc(NULL, &s), AL_MASK_E_INVALID);
+    /* Asking again for an engine it fits is free (the gateways ask once per
+     * statement): nothing is reallocated. */
+    hs_scratch_t *hs = s->hs;
+    assert_int_equal(al_mask_scratch_alloc(big, &s), AL_MASK_OK);
+    assert_int_equal(al_mask_scratch_alloc(small, &s), AL_MASK_OK);
+    assert_ptr_equal(s->hs, hs);
+    /* A new engine, even one at a freed engine's address, is sized for:
+     * engines are known by a serial, not a pointer. */
+    al_mask_engine_unref(&small);
+    al_mask_rule_t cust[8];
+    char names[8][8], pats[8][32];
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof names[i], "ref%d", i);
+        snprintf(pats[i], sizeof pats[i], "REF%d-[0-9]{4}", i);
+        cust[i] = (al_mask_rule_t){names[i], pats[i], AL_MASK_STYLE_FULL};
+    }
+    al_mask_engine_t *more = engine_with(AL_MASK_STYLE_FULL, cust, 8, 0); /* more patterns */
+    al_mask_scratch_t *s2 = NULL;
+    assert_int_equal(al_mask_scratch_alloc(big, &s2), AL_MASK_OK);
+    al_buf_reset(&out);
+    assert_int_equal(al_mask_buffer(more, s2, "REF7-1234", 9, &out, NULL), AL_MASK_E_SCRATCH);
+    assert_int_equal(al_mask_scratch_alloc(more, &s2), AL_MASK_OK);
+    assert_int_equal(al_mask_buffer(more, s2, "REF7-1234", 9, &out, NULL), AL_MASK_MASKED);
+    assert_string_equal(out.p, "#########");
+    al_mask_scratch_free(&s2);
+    al_mask_engine_unref(&more);
     al_buf_free(&out);
     al_mask_scratch_free(&c);
     al_mask_scratch_free(&s);
