@@ -470,7 +470,7 @@ static void resolve(al_audit_opts_t *o, const al_audit_opts_t *in)
     if (!(o->commit_timeout > 0))
         o->commit_timeout = 5.0;
     if (!(o->flush_interval > 0))
-        o->flush_interval = 0.05;
+        o->flush_interval = 0.01;
     if (!o->max_batch)
         o->max_batch = 512;
     if (!o->queue_capacity)

@@ -128,7 +128,7 @@ typedef struct al_audit_opts {
     const char *path;        /* store location: the SQLite file */
     size_t max_action_bytes; /* 0 = 4096; also caps every other text field */
     double commit_timeout;   /* seconds to wait for a lock (busy_timeout); 0 = 5 */
-    double flush_interval;   /* async batching delay in seconds; 0 = 0.05 */
+    double flush_interval;   /* async batching delay in seconds; 0 = 0.01 */
     size_t max_batch;        /* events per transaction at most; 0 = 512 */
     size_t queue_capacity;   /* queued events at most; 0 = 65536 */
     uint64_t max_bytes;      /* store size cap in bytes (SQLite

@@ -1318,7 +1318,7 @@ static const cfg_key_t audit_keys[] = {
     {"path", CT_PATH, AU(path)},
     {"max_action_bytes", CT_INT, AU(max_action_bytes), .lo = 64, .hi = 1 << 20, .def = 4096},
     {"commit_timeout", CT_DURATION, AU(commit_timeout), .lo = 0.01, .hi = 600, .def = 5},
-    {"flush_interval", CT_DURATION, AU(flush_interval), .lo = 0.001, .hi = 60, .def = 0.05},
+    {"flush_interval", CT_DURATION, AU(flush_interval), .lo = 0.001, .hi = 60, .def = 0.01},
     {"queue_size", CT_INT, AU(queue_size), .lo = 16, .hi = 1 << 24, .def = 65536},
 };
 #undef AU

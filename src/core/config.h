@@ -261,7 +261,7 @@ typedef struct al_audit_conf {
     char *path;              /* default <data_dir>/audit.db */
     int max_action_bytes;    /* default 4096 */
     double commit_timeout;   /* default 5s */
-    double flush_interval;   /* async batches, default 50ms */
+    double flush_interval;   /* async batches, default 10ms */
     int queue_size;          /* default 65536 */
 } al_audit_conf_t;
 
