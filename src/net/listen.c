@@ -119,3 +119,24 @@ void al_listen_close(al_listen_set_t *sets, int n_workers)
         sets[i].n = 0;
     }
 }
+
+int al_listen_start(uv_loop_t *loop, uv_tcp_t *tcp, void *data, al_listen_slot_t *sl,
+                    uv_connection_cb cb)
+{
+    uv_tcp_init(loop, tcp);
+    tcp->data = data;
+    if (uv_tcp_open(tcp, sl->fd) != 0 || uv_listen((uv_stream_t *)tcp, 1024, cb) != 0) {
+        al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", sl->target, NULL);
+        return AL_ERR;
+    }
+    sl->fd = -1; /* the handle owns it now */
+    return AL_OK;
+}
+
+void al_listen_stop(uv_tcp_t *tcp, bool *open)
+{
+    if (!*open)
+        return;
+    *open = false;
+    uv_close((uv_handle_t *)tcp, NULL);
+}

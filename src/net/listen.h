@@ -13,6 +13,8 @@
 
 #include <stdatomic.h>
 
+#include <uv.h>
+
 #include "core/config.h"
 #include "net/tls.h"
 
@@ -45,6 +47,15 @@ int al_listen_targets(const al_config_t *cfg, const al_listen_spec_t *spec, int 
 /* Closes what workers did not adopt and frees the shared contexts and
  * counters once. */
 void al_listen_close(al_listen_set_t *sets, int n_workers);
+
+/* Worker thread: makes `tcp` (initialized on loop, tcp->data = data) accept
+ * on the slot's socket with cb; the handle owns the fd from then on. The
+ * handle is initialized even when this fails, so the caller closes it as
+ * usual (al_listen_stop). Logs and returns AL_ERR on failure. */
+int al_listen_start(uv_loop_t *loop, uv_tcp_t *tcp, void *data, al_listen_slot_t *sl,
+                    uv_connection_cb cb);
+/* Closes a started listener once; *open is cleared. */
+void al_listen_stop(uv_tcp_t *tcp, bool *open);
 
 /* "host:port" (IPv6 in brackets, localhost = 127.0.0.1) to an address. */
 int al_listen_parse_addr(const char *hp, struct sockaddr_storage *ss);

@@ -2709,17 +2709,10 @@ int al_http_worker_start(al_worker_t *w)
         l->tls = sl->tls;
         l->up_tls = sl->up_tls;
         l->count = sl->count;
-        uv_tcp_init(&w->loop, &l->tcp);
-        l->tcp.data = l;
         l->open = true;
         hw->n_ls++;
-        if (uv_tcp_open(&l->tcp, sl->fd) != 0 ||
-            uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
-            al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target,
-                   NULL);
+        if (al_listen_start(&w->loop, &l->tcp, l, sl, on_connection) != AL_OK)
             return AL_ERR;
-        }
-        sl->fd = -1; /* the handle owns it now */
     }
     return AL_OK;
 }
@@ -2731,10 +2724,7 @@ void al_http_worker_drain(al_worker_t *w, bool force)
         return;
     hw->draining = true;
     for (size_t k = 0; k < hw->n_ls; k++) {
-        if (hw->ls[k].open) {
-            hw->ls[k].open = false;
-            uv_close((uv_handle_t *)&hw->ls[k].tcp, NULL);
-        }
+        al_listen_stop(&hw->ls[k].tcp, &hw->ls[k].open);
         while (hw->ls[k].pool)
             pool_discard(hw->ls[k].pool);
     }

@@ -2372,16 +2372,10 @@ int al_pg_worker_start(al_worker_t *w)
         l->count = sl->count;
         const al_target_conf_t *tc = al_config_target(w->snap->cfg, l->target);
         l->tls_mode = tc ? tc->tls : AL_TLS_REQUIRED;
-        uv_tcp_init(&w->loop, &l->tcp);
-        l->tcp.data = l;
-        if (uv_tcp_open(&l->tcp, sl->fd) != 0 ||
-            uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
-            al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target, NULL);
-            return AL_ERR;
-        }
-        sl->fd = -1; /* the handle owns it now */
-        l->open = true;
+        l->open = true; /* also on failure: drain closes the handle */
         pw->n_ls++;
+        if (al_listen_start(&w->loop, &l->tcp, l, sl, on_connection) != AL_OK)
+            return AL_ERR;
     }
     return AL_OK;
 }
@@ -2393,10 +2387,7 @@ void al_pg_worker_drain(al_worker_t *w, bool force)
         return;
     pw->draining = true;
     for (size_t k = 0; k < pw->n_ls; k++)
-        if (pw->ls[k].open) {
-            pw->ls[k].open = false;
-            uv_close((uv_handle_t *)&pw->ls[k].tcp, NULL);
-        }
+        al_listen_stop(&pw->ls[k].tcp, &pw->ls[k].open);
     for (sess_t *s = pw->sessions, *n; s; s = n) {
         n = s->next;
         /* Idle between transactions, or forced: close now. */

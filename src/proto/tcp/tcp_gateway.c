@@ -1291,17 +1291,10 @@ int al_tcp_worker_start(al_worker_t *w)
         l->target = sl->target;
         l->tls = sl->tls;
         l->count = sl->count;
-        uv_tcp_init(&w->loop, &l->tcp);
-        l->tcp.data = l;
         l->open = true;
         tw->n_ls++;
-        if (uv_tcp_open(&l->tcp, sl->fd) != 0 ||
-            uv_listen((uv_stream_t *)&l->tcp, 1024, on_connection) != 0) {
-            al_log(AL_LOG_ERROR, "worker cannot accept on a listener", "target", l->target,
-                   NULL);
+        if (al_listen_start(&w->loop, &l->tcp, l, sl, on_connection) != AL_OK)
             return AL_ERR;
-        }
-        sl->fd = -1; /* the handle owns it now */
     }
     return AL_OK;
 }
@@ -1313,10 +1306,7 @@ void al_tcp_worker_drain(al_worker_t *w, bool force)
         return;
     tw->draining = true;
     for (size_t k = 0; k < tw->n_ls; k++)
-        if (tw->ls[k].open) {
-            tw->ls[k].open = false;
-            uv_close((uv_handle_t *)&tw->ls[k].tcp, NULL);
-        }
+        al_listen_stop(&tw->ls[k].tcp, &tw->ls[k].open);
     for (sess_t *s = tw->sessions, *n; s; s = n) {
         n = s->next;
         if (force)
