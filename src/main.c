@@ -19,6 +19,7 @@ static const struct {
     {"sessions", al_cmd_sessions, "list a running gateway's live sessions, kill one"},
     {"agents", al_cmd_agents, "agent inventory and the kill switch (disable, enable)"},
     {"approvals", al_cmd_approvals, "list approval requests, approve or deny one"},
+    {"replay", al_cmd_replay, "show a recorded session as it happened"},
 };
 
 static void usage(FILE *f)

@@ -12,6 +12,13 @@ one without masking and one with the ten detectors on every text value
 plus a column rule on ssn; -c 1 and -c 8, simple and prepared protocol,
 BENCH_PG_MASK_REPS (default 3) alternating runs each, median TPS and the
 drop (target: at most 15%).
+
+BENCH_PG_RECORD=1 runs only the session-recording comparison: pgbench -S
+(select only) through two airlock processes on the same upstream and data
+directory, one recording every session (the default) and one with
+`recordings: {enabled: false}`; -c 1 and -c 8, simple and prepared,
+BENCH_PG_RECORD_REPS (default 3) alternating runs each, medians and the
+drop (target: at most 10%).
 """
 import glob
 import os
@@ -30,6 +37,7 @@ SECS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 PG = "/usr/lib/postgresql/15/bin"
 PGBENCH = f"{PG}/pgbench"
 MASK = os.environ.get("BENCH_PG_MASK") == "1"
+RECORD = os.environ.get("BENCH_PG_RECORD") == "1"
 MASK_ROWS = 100000
 # Rows with a value for several detectors in every text column. SSN areas
 # 100-599 (never 666 or 9xx), Visa/Mastercard/Amex test card numbers.
@@ -171,6 +179,22 @@ policies:
             wait_port(mport)
             mask_compare(base, aport, mport, token, ap.pid)
             return
+        if RECORD:
+            # a second gateway on the same data directory (so the same dev
+            # issuer key verifies the token), recording off
+            rport, radm = free_port(), free_port()
+            cfg2 = os.path.join(adir, "airlock-norec.yaml")
+            text = open(cfg).read().replace(f"listen: 127.0.0.1:{aport}",
+                                            f"listen: 127.0.0.1:{rport}")
+            text = text.replace(f"admin_listen: 127.0.0.1:{admport}",
+                                f"admin_listen: 127.0.0.1:{radm}")
+            open(cfg2, "w").write(text + "recordings: { enabled: false }\n")
+            rlog = open(os.path.join(adir, "airlock-norec.log"), "w")
+            procs.append(subprocess.Popen([BIN, "serve", "-c", cfg2], env=env, stdout=rlog,
+                                          stderr=rlog))
+            wait_port(rport)
+            record_compare(base, rport, aport, token, adir)
+            return
         routes = {"direct": (pgport, password), "pgbouncer": (bport, password),
                   "airlock": (aport, token)}
         results = {}
@@ -263,6 +287,36 @@ def mask_compare(base, port_off, port_on, token, airlock_pid):
                   " ".join(f"{t:.0f}" for t, _ in runs["off"]) + " / " +
                   " ".join(f"{t:.0f}" for t, _ in runs["on"]), flush=True)
     print(f"target: TPS drop at most 15%: {'met' if worst <= 0.15 else 'NOT met'} "
+          f"(worst {worst * 100:.1f}%)")
+
+
+def record_compare(base, port_off, port_on, token, adir):
+    """Recording off vs on: pgbench -S through each gateway, alternating,
+    BENCH_PG_RECORD_REPS runs each; medians."""
+    reps = int(os.environ.get("BENCH_PG_RECORD_REPS", "3"))
+    print(f"pgbench -S (select only), {SECS} s per run, {reps} alternating runs, medians; "
+          "recording off / on")
+    print(f"{'mode':8} {'c':>3} {'off tps':>9} {'p99 ms':>7} {'on tps':>9} {'p99 ms':>7} "
+          f"{'drop':>6}   runs off / on")
+    worst = 0.0
+    for mode in ("simple", "prepared"):
+        for c in (1, 8):
+            runs = {"off": [], "on": []}
+            for _ in range(reps):
+                for name, port in (("off", port_off), ("on", port_on)):
+                    runs[name].append(run_pgbench(base, port, token, "select", mode, c))
+            med = {k: (statistics.median(t for t, _ in v), statistics.median(p for _, p in v))
+                   for k, v in runs.items()}
+            drop = 1 - med["on"][0] / med["off"][0]
+            worst = max(worst, drop)
+            print(f"{mode:8} {c:3} {med['off'][0]:9.0f} {med['off'][1]:7.2f} "
+                  f"{med['on'][0]:9.0f} {med['on'][1]:7.2f} {drop * 100:5.1f}%   " +
+                  " ".join(f"{t:.0f}" for t, _ in runs["off"]) + " / " +
+                  " ".join(f"{t:.0f}" for t, _ in runs["on"]), flush=True)
+    files = glob.glob(os.path.join(adir, "var", "recordings", "*", "*", "*", "*"))
+    size = sum(os.path.getsize(f) for f in files)
+    print(f"recordings written: {len(files)} files, {size / 1e6:.1f} MB (compressed)")
+    print(f"target: TPS drop at most 10%: {'met' if worst <= 0.10 else 'NOT met'} "
           f"(worst {worst * 100:.1f}%)")
 
 

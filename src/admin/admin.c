@@ -21,6 +21,7 @@
 #include "policy/policy.h"
 #include "proto/http/http_parser.h"
 #include "proto/http/http_path.h"
+#include "record/record.h"
 #include "runtime/revoked.h"
 #include "runtime/runtime.h"
 #include "runtime/sessions.h"
@@ -92,6 +93,7 @@ typedef struct pend {
     uv_work_t work;
     struct al_admin *a;
     struct appr_job *appr;   /* an approvals call (/v1/approvals) */
+    char *rec_dir;           /* GET /v1/sessions/ID/recording: the recordings dir (id in id) */
     struct pend *next;
 } pend_t;
 
@@ -475,6 +477,7 @@ static void pend_free(pend_t *pd)
 {
     al_buf_free(&pd->body);
     free(pd->query);
+    free(pd->rec_dir);
     free(pd);
 }
 
@@ -827,6 +830,92 @@ static void sessions_then(admin_conn_t *c, const actor_t *who)
 }
 
 static void handle_sessions(admin_conn_t *c) { authed(c, ROLE_AUDITOR, sessions_then); }
+
+/* GET /v1/sessions/ID/recording: the session's recording as NDJSON, read
+ * (and inflated) on a pool thread. Like /v1/audit, an audited read. */
+#define MAX_RECORDING_RESPONSE (64u << 20)
+
+static int recording_line(void *ud, const char *line, size_t n)
+{
+    pend_t *pd = ud;
+    if (pd->body.len + n + 1 > MAX_RECORDING_RESPONSE)
+        return AL_AGAIN; /* too large to send whole */
+    al_buf_append(&pd->body, line, n);
+    al_buf_append(&pd->body, "\n", 1);
+    if (pd->body.oom) {
+        snprintf(pd->err, sizeof pd->err, "out of memory");
+        return AL_ERR;
+    }
+    return AL_OK;
+}
+
+static void recording_work(uv_work_t *w)
+{
+    pend_t *pd = w->data;
+    char path[4096];
+    int r = al_rec_find(pd->rec_dir, pd->id, path, sizeof path, pd->err, sizeof pd->err);
+    if (r == AL_AGAIN) {
+        pd->status = 404;
+        return;
+    }
+    if (r == AL_OK)
+        r = al_rec_read(path, recording_line, pd, pd->err, sizeof pd->err);
+    pd->status = r == AL_OK ? 200 : r == AL_AGAIN ? 413 : 500;
+    if (pd->status != 200)
+        al_buf_free(&pd->body);
+}
+
+static void recording_after(uv_work_t *w, int status)
+{
+    pend_t *pd = w->data;
+    AL_UNUSED(status);
+    admin_conn_t *c = pd->c;
+    if (c) {
+        c->pend = NULL;
+        if (pd->status == 200)
+            respond(c, 200, "application/x-ndjson", NULL, pd->body.p ? pd->body.p : "",
+                    pd->body.len);
+        else if (pd->status == 404)
+            respond_error(c, 404, "not_found", "no recording for this session (removed by "
+                                               "retention? GET /v1/audit?kind=recording)");
+        else if (pd->status == 413)
+            respond_error(c, 413, "too_large", "the recording is over 64 MiB decompressed: use "
+                                               "airlock replay SESSION --json on the host");
+        else
+            respond_error(c, 500, "recording_unreadable", pd->err);
+    }
+    pend_free(pd);
+}
+
+static void recording_then(admin_conn_t *c, const actor_t *who)
+{
+    const char *id = c->req.param;
+    char dir[4096];
+    if (!al_rec_id_ok(id)) {
+        respond_error(c, 400, "bad_request", "not a session id (36 characters: lower-case hex "
+                                             "in UUID layout)");
+        return;
+    }
+    if (!al_rec_dir(c->a->rt->snap->cfg, dir, sizeof dir)) {
+        respond_error(c, 500, "internal_error", "server.data_dir is too long");
+        return;
+    }
+    record_admin(c, who, c->req.target);
+    pend_t *pd = pend_new(c);
+    memcpy(pd->id, id, 37); /* al_rec_id_ok: 36 characters */
+    pd->rec_dir = al_xstrdup(dir);
+    pd->work.data = pd;
+    if (uv_queue_work(c->a->rt->loop, &pd->work, recording_work, recording_after) != 0) {
+        c->pend = NULL;
+        respond_error(c, 500, "internal_error", NULL);
+        pend_free(pd);
+    }
+}
+
+static void handle_session_recording(admin_conn_t *c)
+{
+    authed(c, ROLE_AUDITOR, recording_then);
+}
 
 static void kill_then(admin_conn_t *c, const actor_t *who)
 {
@@ -1469,6 +1558,7 @@ static void dispatch(admin_conn_t *c)
         {"/console.css", "GET", handle_console},
         /* pattern routes: "*" is one path segment (c->req.param) */
         {"/v1/sessions/*/kill", "POST", handle_session_kill},
+        {"/v1/sessions/*/recording", "GET", handle_session_recording},
         {"/v1/agents/*/disable", "POST", handle_agent_disable},
         {"/v1/agents/*/enable", "POST", handle_agent_enable},
         {"/v1/approvals/*/approve", "POST", handle_approval_approve},

@@ -139,7 +139,8 @@ static size_t field_len(const char *s, size_t max)
 }
 
 enum { F_KIND, F_SESSION, F_AGENT, F_SUBJECT, F_ISSUER, F_TARGET, F_PROTOCOL, F_CLASS,
-       F_DECISION, F_RULE, F_REASON, F_APPROVAL, F_REF, F_STATUS, F_ERROR, F__COUNT };
+       F_DECISION, F_RULE, F_REASON, F_APPROVAL, F_REF, F_STATUS, F_ERROR, F_RECORDING,
+       F_RECORDING_SHA, F__COUNT };
 
 /* One allocation holding the item, the two pointer arrays and every string.
  * Each length is measured once (strnlen bounded by the cap) and reused. */
@@ -152,7 +153,8 @@ static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
         [F_ISSUER] = ev->issuer, [F_TARGET] = ev->target, [F_PROTOCOL] = ev->protocol,
         [F_CLASS] = ev->cls, [F_DECISION] = ev->decision, [F_RULE] = ev->rule,
         [F_REASON] = ev->reason, [F_APPROVAL] = ev->approval_id, [F_REF] = ev->ref_id,
-        [F_STATUS] = ev->status, [F_ERROR] = ev->error,
+        [F_STATUS] = ev->status, [F_ERROR] = ev->error, [F_RECORDING] = ev->recording,
+        [F_RECORDING_SHA] = ev->recording_sha256,
     };
     size_t lens[F__COUNT], glen[AL_AUDIT_MAX_LIST], tlen[AL_AUDIT_MAX_LIST];
     size_t ng = AL_MIN(ev->n_groups, (size_t)AL_AUDIT_MAX_LIST);
@@ -196,6 +198,8 @@ static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
     c->ref_id = cp[F_REF];
     c->status = cp[F_STATUS];
     c->error = cp[F_ERROR];
+    c->recording = cp[F_RECORDING];
+    c->recording_sha256 = cp[F_RECORDING_SHA];
     /* A NULL list entry is kept as "" (lists hold strings only). */
     for (size_t i = 0; i < ng; i++)
         gp[i] = put(&w, ev->groups[i] ? ev->groups[i] : "", glen[i]);

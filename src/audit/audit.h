@@ -95,6 +95,10 @@ typedef struct al_audit_event {
     /* bytes relayed, for sessions and HTTP exchanges; -1 unknown */
     int64_t bytes_up;          /* client -> upstream */
     int64_t bytes_down;        /* upstream -> client */
+    /* session recordings (docs/recordings.md), store schema 3; NULL absent */
+    const char *recording;        /* path under the recordings directory,
+                                     "YYYY/MM/DD/<session>.jsonl.gz" */
+    const char *recording_sha256; /* the file's SHA-256, 64 lower-case hex */
 } al_audit_event_t;
 
 /* An event with every optional field absent (rows/duration -1). */
@@ -314,6 +318,67 @@ typedef struct al_audit_verify {
  * out->bad_seq / reason name the first break (edited, deleted, reordered
  * or inserted event). AL_ERR: the store could not be read (err). */
 int al_audit_verify(al_audit_store_t *s, al_audit_verify_t *out, char *err, size_t cap);
+
+/* ---- recordings (docs/recordings.md "Audit events") --------------------------- */
+
+/* Event kinds the recorder writes (also in record/record.h). */
+#ifndef AL_AUDIT_KIND_SESSION_END
+#define AL_AUDIT_KIND_SESSION_END "session_end" /* a session closed; names its recording */
+#endif
+#ifndef AL_AUDIT_KIND_RECORDING
+#define AL_AUDIT_KIND_RECORDING "recording" /* retention removed a recording */
+#endif
+
+/* What is wrong with one recording. Each has a stable text, the start of
+ * the line al_audit_verify_recordings reports. */
+typedef enum al_audit_rec_problem {
+    AL_AUDIT_REC_OK = 0,
+    AL_AUDIT_REC_CHANGED,         /* "recording changed": hash differs, or not a regular file */
+    AL_AUDIT_REC_MISSING,         /* "recording missing": no file (or no directory) */
+    AL_AUDIT_REC_PATH_INVALID,    /* "recording path invalid": not YYYY/MM/DD/<session>.<ext> */
+    AL_AUDIT_REC_HASH_INVALID,    /* "recording hash invalid": recording_sha256 not 64 hex */
+    AL_AUDIT_REC_UNREADABLE,      /* "recording unreadable": open/read failed (EACCES, EIO) */
+    AL_AUDIT_REC_REMOVED_CHANGED, /* "recording changed before removal": the removal
+                                     event's hash differs from the session's */
+} al_audit_rec_problem_t;
+
+/* Stable text of a problem ("recording changed", ...). */
+const char *al_audit_rec_problem_str(al_audit_rec_problem_t p);
+
+/* One report line, e.g. "recording changed: 2026/11/23/<id>.jsonl.gz
+ * (session <id>, audit seq 12)". Paths and ids are shown with control and
+ * non-ASCII bytes as \xNN (they are untrusted). line is valid during the
+ * call only. */
+typedef void (*al_audit_rec_problem_cb)(void *ud, al_audit_rec_problem_t what, int64_t seq,
+                                        const char *line);
+
+typedef struct al_audit_rec_verify {
+    uint64_t named;    /* events naming a recording (not removals) */
+    uint64_t checked;  /* of those, files present and matching their hash */
+    uint64_t removed;  /* of those, removed later by retention (not checked) */
+    uint64_t problems; /* reported through cb */
+} al_audit_rec_verify_t;
+
+/* Checks every recording an event names (the recorder's "session_end"
+ * events; any kind but "recording" counts, so a renamed kind is still
+ * checked rather than skipped): the file
+ * <dir>/<recording> must be a regular file (no symbolic link anywhere under
+ * dir) whose SHA-256 is recording_sha256, unless a later "recording" event
+ * names the same recording (a retention removal; its hash must then match
+ * too). `recording` is untrusted: only YYYY/MM/DD/<session id><ext> with ext
+ * ".jsonl.gz", ".cast.gz", ".jsonl" or ".cast" is opened. Problems go to cb
+ * (may be NULL) in chain order. Removals committed while the walk ran are
+ * read again before a file is reported missing or changed, so a gateway's
+ * retention running alongside raises no false alarm. Memory: one 56-byte
+ * entry per removal event plus one per problem.
+ * AL_OK (out says what was found), AL_ERR when the store or dir cannot be
+ * read (err). */
+int al_audit_verify_recordings(al_audit_store_t *s, const char *dir, al_audit_rec_problem_cb cb,
+                               void *ud, al_audit_rec_verify_t *out, char *err, size_t cap);
+
+/* SHA-256 of everything read from fd until end of file, as 64 lower-case
+ * hex digits and a NUL in hex. AL_OK, or AL_ERR with errno set. */
+int al_audit_sha256_fd(int fd, char hex[65]);
 
 /* Sets one filter field from text, as `airlock audit query` options and
  * GET /v1/audit query parameters give them. Keys: agent, target, table,

@@ -103,11 +103,20 @@ int al_audit_canonical(const al_audit_event_t *ev, al_buf_t *b)
     put_str(b, ev->status);
     put_i64(b, ev->duration_us);
     put_str(b, ev->error);
-    /* Added in store schema 2: appended only when known, so events written
-     * before (and events without byte counts) hash exactly as they did. */
-    if (ev->bytes_up >= 0 || ev->bytes_down >= 0) {
+    /* Added in store schema 2 (byte counts) and 3 (recording), each
+     * appended only when set, so events written before (and events without
+     * them) hash exactly as they did. A recording brings the byte counts
+     * along (-1 when unknown): the tail after `error` is then empty, 16
+     * bytes, or 16 bytes and the two strings, which keeps the encoding
+     * injective. */
+    bool rec = ev->recording || ev->recording_sha256;
+    if (ev->bytes_up >= 0 || ev->bytes_down >= 0 || rec) {
         put_i64(b, ev->bytes_up >= 0 ? ev->bytes_up : -1);
         put_i64(b, ev->bytes_down >= 0 ? ev->bytes_down : -1);
+    }
+    if (rec) {
+        put_str(b, ev->recording);
+        put_str(b, ev->recording_sha256);
     }
     return b->oom ? AL_ERR : AL_OK;
 }

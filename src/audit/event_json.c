@@ -209,6 +209,10 @@ int al_audit_event_json(const al_audit_event_t *ev, int64_t seq, const uint8_t *
         al_buf_printf(b, "%" PRId64, ev->bytes_down);
     else
         al_buf_puts(b, "null");
+    key(b, "recording");
+    json_str(b, ev->recording);
+    key(b, "recording_sha256");
+    json_str(b, ev->recording_sha256);
     if (prev_hash) {
         key(b, "prev_hash");
         json_hex(b, prev_hash);

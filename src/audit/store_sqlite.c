@@ -29,20 +29,24 @@
 
 #include "audit/audit.h"
 
-#define SCHEMA_VERSION 2 /* 2: bytes_up, bytes_down */
+#define SCHEMA_VERSION 3 /* 2: bytes_up, bytes_down; 3: recording, recording_sha256 */
 #define APPLICATION_ID 0x61726c6b /* "arlk": `file` and tools can tell it is ours */
 
 /* Column order shared by INSERT and SELECT. */
-#define COLS                                                                                    \
+#define COLS_V2                                                                                 \
     "seq, id, time_us, kind, session_id, agent, subject, issuer, groups, groups_truncated, "   \
     "target, protocol, action, action_truncated, class, tables, tables_truncated, decision, " \
     "rule, reason, approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash, " \
     "bytes_up, bytes_down"
+#define COLS COLS_V2 ", recording, recording_sha256"
+/* What a read-only reader of a schema-2 store selects (a copy on read-only
+ * media cannot be upgraded; its events have no recordings). */
+#define COLS_READ_V2 COLS_V2 ", NULL, NULL"
 enum {
     C_SEQ, C_ID, C_TIME, C_KIND, C_SESSION, C_AGENT, C_SUBJECT, C_ISSUER, C_GROUPS, C_GROUPS_TR,
     C_TARGET, C_PROTOCOL, C_ACTION, C_ACTION_TR, C_CLASS, C_TABLES, C_TABLES_TR, C_DECISION,
     C_RULE, C_REASON, C_APPROVAL, C_REF, C_ROWS, C_STATUS, C_DURATION, C_ERROR, C_PREV, C_HASH,
-    C_BYTES_UP, C_BYTES_DOWN, C__COUNT
+    C_BYTES_UP, C_BYTES_DOWN, C_RECORDING, C_RECORDING_SHA, C__COUNT
 };
 
 static const char schema_sql[] =
@@ -59,7 +63,8 @@ static const char schema_sql[] =
     " decision TEXT, rule TEXT, reason TEXT, approval_id TEXT, ref_id TEXT,"
     " rows INTEGER, status TEXT, duration_us INTEGER, error TEXT,"
     " prev_hash BLOB NOT NULL, hash BLOB NOT NULL,"
-    " bytes_up INTEGER, bytes_down INTEGER);"
+    " bytes_up INTEGER, bytes_down INTEGER,"
+    " recording TEXT, recording_sha256 TEXT);"
     "CREATE INDEX IF NOT EXISTS audit_event_agent ON audit_event(agent);"
     "CREATE INDEX IF NOT EXISTS audit_event_target ON audit_event(target);"
     "CREATE INDEX IF NOT EXISTS audit_event_time ON audit_event(time_us);";
@@ -68,6 +73,7 @@ typedef struct sq_store {
     al_audit_store_t base;
     sqlite3 *db;
     bool read_only;
+    bool v2;                  /* read-only over a schema-2 store: COLS_READ_V2 */
     sqlite3_stmt *ins, *head;
     al_buf_t scratch, gj, tj; /* canonical bytes; groups and tables JSON */
     al_buf_t dec;             /* decoded list strings of the current row */
@@ -298,20 +304,25 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
                 goto fail;
             if (exec(s, schema_sql, "cannot create schema", err, cap) != AL_OK ||
                 exec(s, sql, "cannot create schema", err, cap) != AL_OK ||
-                exec(s, "PRAGMA user_version=2", "cannot create schema", err, cap) != AL_OK ||
+                exec(s, "PRAGMA user_version=3", "cannot create schema", err, cap) != AL_OK ||
                 exec(s, "COMMIT", "cannot create schema", err, cap) != AL_OK) {
                 sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
                 goto fail;
             }
             ver = SCHEMA_VERSION;
-        } else if (ver == 1) {
-            /* Schema 1 -> 2: byte counts. Old rows keep NULL, which hashes
-             * as it did (al_audit_canonical). */
+        } else if (ver == 1 || ver == 2) {
+            /* Schema 1 -> 3 (byte counts and recordings) and 2 -> 3
+             * (recordings), in one transaction. Old rows keep NULL, which
+             * hashes as it did (al_audit_canonical). */
+            static const char up1[] = "ALTER TABLE audit_event ADD COLUMN bytes_up INTEGER;"
+                                      "ALTER TABLE audit_event ADD COLUMN bytes_down INTEGER;";
+            static const char up2[] = "ALTER TABLE audit_event ADD COLUMN recording TEXT;"
+                                      "ALTER TABLE audit_event ADD COLUMN recording_sha256 TEXT;"
+                                      "PRAGMA user_version=3";
             if (exec(s, "BEGIN IMMEDIATE", "cannot upgrade schema", err, cap) != AL_OK)
                 goto fail;
-            if (exec(s, "ALTER TABLE audit_event ADD COLUMN bytes_up INTEGER;"
-                        "ALTER TABLE audit_event ADD COLUMN bytes_down INTEGER;"
-                        "PRAGMA user_version=2", "cannot upgrade schema", err, cap) != AL_OK ||
+            if ((ver == 1 && exec(s, up1, "cannot upgrade schema", err, cap) != AL_OK) ||
+                exec(s, up2, "cannot upgrade schema", err, cap) != AL_OK ||
                 exec(s, "COMMIT", "cannot upgrade schema", err, cap) != AL_OK) {
                 sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
                 goto fail;
@@ -350,6 +361,10 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
                  "`airlock serve` once to upgrade it in place, at %s", where);
         goto fail;
     }
+    if (read_only && ver == 2 && tables == 1) {
+        s->v2 = true;
+        ver = SCHEMA_VERSION;
+    }
     if (ver != SCHEMA_VERSION || tables != 1) {
         snprintf(err, cap,
                  "audit store: cannot open: not an airlock audit store (schema version %" PRId64
@@ -359,7 +374,7 @@ static int sq_open(const char *where, const al_audit_opts_t *o, bool read_only,
     if (!read_only) {
         rc = sqlite3_prepare_v3(s->db,
                                 "INSERT INTO audit_event(" COLS ") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,"
-                                "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                "?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                 -1, SQLITE_PREPARE_PERSISTENT, &s->ins, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_prepare_v3(s->db, "SELECT seq, hash FROM audit_event ORDER BY seq DESC "
@@ -541,6 +556,8 @@ static int bind_event(sq_store_t *s, int64_t seq, const al_audit_event_t *ev,
                             : sqlite3_bind_null(st, C_BYTES_UP + 1);
     rc |= ev->bytes_down >= 0 ? sqlite3_bind_int64(st, C_BYTES_DOWN + 1, ev->bytes_down)
                               : sqlite3_bind_null(st, C_BYTES_DOWN + 1);
+    rc |= bind_str(st, C_RECORDING, ev->recording);
+    rc |= bind_str(st, C_RECORDING_SHA, ev->recording_sha256);
     return rc ? SQLITE_RANGE : SQLITE_OK;
 }
 
@@ -666,6 +683,8 @@ static void decode_row(sq_store_t *s, sqlite3_stmt *st, al_audit_row_t *row)
     ev->bytes_down = sqlite3_column_type(st, C_BYTES_DOWN) == SQLITE_NULL
                          ? -1
                          : sqlite3_column_int64(st, C_BYTES_DOWN);
+    ev->recording = col_str(st, C_RECORDING);
+    ev->recording_sha256 = col_str(st, C_RECORDING_SHA);
     row->prev_hash = sqlite3_column_blob(st, C_PREV);
     row->prev_len = (size_t)sqlite3_column_bytes(st, C_PREV);
     row->hash = sqlite3_column_blob(st, C_HASH);
@@ -734,8 +753,9 @@ static int sq_iterate(al_audit_store_t *base, int64_t after_seq, al_audit_row_cb
 {
     sq_store_t *s = (sq_store_t *)base;
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "SELECT " COLS " FROM audit_event WHERE seq > ? ORDER BY seq",
-                                -1, &st, NULL);
+    static const char sql3[] = "SELECT " COLS " FROM audit_event WHERE seq > ? ORDER BY seq";
+    static const char sql2[] = "SELECT " COLS_READ_V2 " FROM audit_event WHERE seq > ? ORDER BY seq";
+    int rc = sqlite3_prepare_v2(s->db, s->v2 ? sql2 : sql3, -1, &st, NULL);
     if (rc != SQLITE_OK) {
         set_err(s, "cannot read", rc, err, cap);
         return AL_ERR;
@@ -758,7 +778,7 @@ static int sq_query(al_audit_store_t *base, const al_audit_filter_t *f, al_audit
     int nt = 0;
     int64_t ints[3];
     int ni = 0;
-    al_buf_puts(&sql, "SELECT " COLS " FROM audit_event WHERE 1");
+    al_buf_printf(&sql, "SELECT %s FROM audit_event WHERE 1", s->v2 ? COLS_READ_V2 : COLS);
     static const struct {
         size_t off;
         const char *col;

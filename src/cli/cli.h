@@ -15,6 +15,7 @@ int al_cmd_mask(int argc, char **argv);
 int al_cmd_sessions(int argc, char **argv);
 int al_cmd_agents(int argc, char **argv);
 int al_cmd_approvals(int argc, char **argv);
+int al_cmd_replay(int argc, char **argv);
 
 #endif
 

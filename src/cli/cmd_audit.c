@@ -1,5 +1,6 @@
 /*
- * cmd_audit.c - `airlock audit verify` (walk the hash chain) and `airlock
+ * cmd_audit.c - `airlock audit verify` (walk the hash chain, check the
+ * session recordings it names) and `airlock
  * audit query` (who did what), both on a read-only connection to the audit
  * store, so they run safely while `airlock serve` writes it.
  */
@@ -9,21 +10,28 @@
 
 #include "audit/audit.h"
 #include "cli/cli.h"
+#include "record/record.h"
 
 static void usage(FILE *f)
 {
-    fputs("usage: airlock audit verify -c FILE [--store PATH]\n"
+    fputs("usage: airlock audit verify -c FILE [--store PATH] [--recordings DIR]\n"
           "       airlock audit query -c FILE [--store PATH] [filters] [--limit N] [--json]\n\n"
           "verify: walks the audit hash chain in order and reports the first event\n"
           "that was edited, deleted, reordered or inserted. Prints the event count\n"
-          "and the head hash (record it elsewhere to detect truncation later).\n\n"
+          "and the head hash (record it elsewhere to detect truncation later).\n"
+          "Then checks every session recording the chain names: the file must be\n"
+          "there and match the SHA-256 in its session_end event, unless a later\n"
+          "retention event removed it. Recordings are read from\n"
+          "<server.data_dir>/recordings, or from DIR; with --store and no -c, from\n"
+          "the directory \"recordings\" beside the store.\n\n"
           "query: prints matching events, newest first.\n"
           "  --agent NAME       events of this agent\n"
           "  --target NAME      events on this target\n"
           "  --table NAME       statements touching this table (\"public.orders\" or\n"
           "                     \"orders\"; both match an event table public.orders)\n"
           "  --decision D       allow, deny, ...\n"
-          "  --kind K           decision, result, admin, auth\n"
+          "  --kind K           decision, result, admin, auth, session, session_end,\n"
+          "                     recording\n"
           "  --session ID       one gateway session\n"
           "  --since T          a duration before now (90s, 15m, 1h, 7d) or an RFC 3339 time\n"
           "  --until T          same form; events strictly before T\n"
@@ -32,13 +40,14 @@ static void usage(FILE *f)
           "  --json             a JSON array of events instead of a table\n\n"
           "The store is <server.data_dir>/audit.db unless --store names another file\n"
           "(for example a copy kept elsewhere).\n\n"
-          "exit status: 0 ok (verify: chain intact), 1 verify found a break,\n"
+          "exit status: 0 ok (verify: chain and recordings intact), 1 verify found a\n"
+          "break or a changed or missing recording,\n"
           "2 usage or config error, or the store cannot be read\n",
           f);
 }
 
 typedef struct args {
-    const char *cfg, *store;
+    const char *cfg, *store, *recordings;
     bool json;
     al_audit_filter_t filter;
 } args_t;
@@ -63,6 +72,8 @@ static int parse(int argc, char **argv, bool query, args_t *a)
             key = "config";
         else if (!strcmp(s, "--store"))
             key = "store";
+        else if (!query && !strcmp(s, "--recordings"))
+            key = "recordings";
         for (size_t k = 0; query && !key && k < AL_ARRAY_LEN(filters); k++)
             if (!strncmp(s, "--", 2) && !strcmp(s + 2, filters[k]))
                 key = filters[k];
@@ -79,6 +90,8 @@ static int parse(int argc, char **argv, bool query, args_t *a)
             a->cfg = v;
         } else if (!strcmp(key, "store")) {
             a->store = v;
+        } else if (!strcmp(key, "recordings")) {
+            a->recordings = v;
         } else {
             char err[256];
             if (al_audit_filter_set(&a->filter, key, v, now, err, sizeof err) != AL_OK) {
@@ -96,7 +109,15 @@ static int parse(int argc, char **argv, bool query, args_t *a)
 
 /* ---- verify ------------------------------------------------------------------- */
 
-static int cmd_verify(al_audit_store_t *s)
+static void print_problem(void *ud, al_audit_rec_problem_t what, int64_t seq, const char *line)
+{
+    (void)ud;
+    (void)what;
+    (void)seq;
+    printf("%s\n", line);
+}
+
+static int cmd_verify(al_audit_store_t *s, const char *rec_dir)
 {
     al_audit_verify_t v;
     char err[AL_AUDIT_ERR_SIZE], head[65];
@@ -105,17 +126,37 @@ static int cmd_verify(al_audit_store_t *s)
         return 2;
     }
     al_hex(v.head, 32, head);
+    int rc = 0;
     if (v.intact) {
         printf("audit chain intact: %llu events, head %s (%s)\n", (unsigned long long)v.events,
                head, s->where);
-        return 0;
+    } else {
+        printf("audit chain BROKEN at event seq %lld (id %s): %s\n", (long long)v.bad_seq,
+               v.bad_id[0] ? v.bad_id : "?", v.reason);
+        unsigned long long ok = v.events - 1;
+        printf("%llu event%s before it %s intact; their head is %s (%s)\n", ok, ok == 1 ? "" : "s",
+               ok == 1 ? "is" : "are", head, s->where);
+        rc = 1;
     }
-    printf("audit chain BROKEN at event seq %lld (id %s): %s\n", (long long)v.bad_seq,
-           v.bad_id[0] ? v.bad_id : "?", v.reason);
-    unsigned long long ok = v.events - 1;
-    printf("%llu event%s before it %s intact; their head is %s (%s)\n", ok, ok == 1 ? "" : "s",
-           ok == 1 ? "is" : "are", head, s->where);
-    return 1;
+    /* The recordings are checked even past a break: what the events say
+     * about them is still worth knowing. */
+    al_audit_rec_verify_t rv;
+    fflush(stdout);
+    if (al_audit_verify_recordings(s, rec_dir, print_problem, NULL, &rv, err, sizeof err) !=
+        AL_OK) {
+        fprintf(stderr, "airlock audit verify: %s\n", err);
+        return 2;
+    }
+    if (rv.problems) {
+        printf("recordings: %llu problem%s; %llu checked intact, %llu removed by retention (%s)\n",
+               (unsigned long long)rv.problems, rv.problems == 1 ? "" : "s",
+               (unsigned long long)rv.checked, (unsigned long long)rv.removed, rec_dir);
+        return 1;
+    }
+    if (rv.named)
+        printf("recordings intact: %llu checked, %llu removed by retention (%s)\n",
+               (unsigned long long)rv.checked, (unsigned long long)rv.removed, rec_dir);
+    return rc;
 }
 
 /* ---- query -------------------------------------------------------------------- */
@@ -237,18 +278,33 @@ int al_cmd_audit(int argc, char **argv)
     }
     if (r)
         return 2;
-    char path[4096];
-    const char *store = a.store;
-    if (!store) {
+    char path[4096], rdir[4096];
+    const char *store = a.store, *rec_dir = a.recordings;
+    if (a.cfg && (!store || (!query && !rec_dir))) {
         al_config_t *cfg = al_cli_load_config(a.cfg);
         if (!cfg)
             return 2;
-        store = al_audit_path(cfg, path, sizeof path);
+        if (!store)
+            store = al_audit_path(cfg, path, sizeof path);
+        if (!query && !rec_dir)
+            rec_dir = al_rec_dir(cfg, rdir, sizeof rdir);
         al_config_free(cfg);
-        if (!store) {
+        if (!store || (!query && !rec_dir)) {
             fputs("airlock audit: server.data_dir is too long\n", stderr);
             return 2;
         }
+    }
+    if (!query && !rec_dir) {
+        /* --store alone: the layout `airlock serve` uses, recordings beside
+         * audit.db in the data directory. */
+        const char *slash = strrchr(store, '/');
+        int n = slash ? snprintf(rdir, sizeof rdir, "%.*s/recordings", (int)(slash - store), store)
+                      : snprintf(rdir, sizeof rdir, "recordings");
+        if (n < 0 || (size_t)n >= sizeof rdir) {
+            fputs("airlock audit: the store path is too long\n", stderr);
+            return 2;
+        }
+        rec_dir = rdir;
     }
     al_audit_store_t *s = NULL;
     char err[AL_AUDIT_ERR_SIZE];
@@ -256,7 +312,7 @@ int al_cmd_audit(int argc, char **argv)
         fprintf(stderr, "airlock audit: %s\n", err);
         return 2;
     }
-    r = query ? cmd_query(s, &a) : cmd_verify(s);
+    r = query ? cmd_query(s, &a) : cmd_verify(s, rec_dir);
     al_audit_store_close(&s);
     fflush(stdout);
     return r;

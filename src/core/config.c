@@ -1337,6 +1337,65 @@ static const cfg_key_t approvals_keys[] = {
 static const cfg_schema_t approvals_schema = {approvals_keys, AL_ARRAY_LEN(approvals_keys),
                                               sizeof(al_approvals_conf_t), -1, NULL};
 
+/* recordings.retain: a duration, or 0 (keep forever). */
+static void parse_retain(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    if (v->kind == AL__CFG_SCALAR && !strcmp(v->val, "0")) {
+        *FIELD(obj, k->off, double) = 0;
+        return;
+    }
+    parse_duration(c, k, v, obj);
+}
+
+/* A byte size: an integer with an optional unit (B, KB, MB, GB, TB: powers
+ * of 1000; KiB, MiB, GiB, TiB: powers of 1024), stored as a double. */
+static void parse_size(cfg_ctx_t *c, const cfg_key_t *k, const al__cfg_node_t *v, void *obj)
+{
+    static const struct { const char *u; double m; } units[] = {
+        {"", 1},      {"B", 1},          {"KB", 1e3},        {"MB", 1e6},
+        {"GB", 1e9},  {"TB", 1e12},      {"KiB", 1024.0},    {"MiB", 1048576.0},
+        {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+    };
+    const char *s = v->kind == AL__CFG_SCALAR ? v->val : NULL;
+    size_t i = 0;
+    double n = 0;
+    while (s && s[i] >= '0' && s[i] <= '9' && i < 16)
+        n = n * 10 + (s[i++] - '0');
+    if (s && i > 0 && strlen(s) == v->len) {
+        const char *u = s + i;
+        while (*u == ' ')
+            u++;
+        for (size_t j = 0; j < AL_ARRAY_LEN(units); j++)
+            if (!strcmp(u, units[j].u) && n * units[j].m <= k->hi && n * units[j].m >= k->lo) {
+                *FIELD(obj, k->off, double) = n * units[j].m;
+                return;
+            }
+    }
+    al__cfg_error_at(c->d, v,
+                     "%s is not a size: '%s'; write a whole number with an optional unit: "
+                     "1000000, 500MB, 50GiB (0 = no cap)",
+                     c->path, s ? Q(v->val) : kind_name(v));
+}
+
+static const cfg_enum_t rec_failures[] = {{"refuse", 0}, {"continue", 1}, {NULL, 0}};
+
+#define RC(m) .off = offsetof(al_recordings_conf_t, m)
+static const cfg_key_t recordings_keys[] = {
+    {"enabled", CT_BOOL, RC(enabled), .def = 1},
+    {"retain", CT_DURATION, RC(retain), .lo = 1, .hi = -1, .def = 90 * DAY,
+     .parse = parse_retain},
+    {"max_bytes", CT_DURATION, RC(max_bytes), .lo = 0, .hi = 1e18, .def = 0,
+     .parse = parse_size},
+    {"on_failure", CT_ENUM, RC(on_failure), .aux = rec_failures, .def = 0},
+    {"max_rows", CT_INT, RC(max_rows), .lo = 0, .hi = 1000000, .def = 100},
+    {"max_body_bytes", CT_INT, RC(max_body_bytes), .lo = 0, .hi = 64 << 20, .def = 65536},
+    {"redact_headers", CT_STRLIST, RC(redact_headers),
+     .off_n = offsetof(al_recordings_conf_t, n_redact_headers), .parse = parse_audience},
+};
+#undef RC
+static const cfg_schema_t recordings_schema = {recordings_keys, AL_ARRAY_LEN(recordings_keys),
+                                               sizeof(al_recordings_conf_t), -1, NULL};
+
 #define MC(m) .off = offsetof(al_mask_custom_conf_t, m)
 static const cfg_key_t mask_custom_keys[] = {
     {"name", CT_NAME, MC(name), .hint = "add 'name: <detector name>'"},
@@ -1383,6 +1442,7 @@ static const cfg_key_t root_keys[] = {
     {"admin", CT_MAP, R(admin), .aux = &admin_schema},
     {"audit", CT_MAP, R(audit), .aux = &audit_schema},
     {"approvals", CT_MAP, R(approvals), .aux = &approvals_schema},
+    {"recordings", CT_MAP, R(recordings), .aux = &recordings_schema},
     {"masking", CT_LIST, R(masking), .off_n = offsetof(al_config_t, n_masking),
      .aux = &masking_schema},
     {"mask_key_env", CT_STR, R(mask_key_env)},

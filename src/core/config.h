@@ -273,6 +273,17 @@ typedef struct al_approvals_conf {
     int max_pending_per_agent; /* default 64 */
 } al_approvals_conf_t;
 
+/* The `recordings:` section (docs/recordings.md). */
+typedef struct al_recordings_conf {
+    bool enabled;          /* default true */
+    double retain;         /* seconds; 0 = forever; default 90d */
+    double max_bytes;      /* total bytes of closed recordings; 0 = no cap */
+    int on_failure;        /* al_rec_failure_t: 0 refuse (default), 1 continue */
+    int max_rows;          /* result rows per statement, default 100 */
+    int max_body_bytes;    /* HTTP body bytes per message, default 65536 */
+    char **redact_headers; size_t n_redact_headers; /* lower-cased */
+} al_recordings_conf_t;
+
 /* A custom masking detector: a regex (Hyperscan PCRE subset). */
 typedef struct al_mask_custom_conf {
     char *name;
@@ -303,6 +314,7 @@ typedef struct al_config {
     al_admin_conf_t admin;
     al_audit_conf_t audit;
     al_approvals_conf_t approvals;
+    al_recordings_conf_t recordings;
     al_target_conf_t *targets;
     size_t n_targets;
     al_policy_conf_t *policies;

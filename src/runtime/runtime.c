@@ -18,6 +18,7 @@
 #include "runtime/runtime.h"
 #include "runtime/sessions.h"
 #include "approvals/approvals.h"
+#include "record/record.h"
 
 #define TOKEN_CACHE_SLOTS 16384
 
@@ -514,6 +515,20 @@ int al_runtime_run(const char *config_path, al_config_t *cfg)
         goto out;
     }
     al_killswitch_on_revoke(&rt, cancel_approvals_of, rt.approvals);
+    if (cfg->recordings.enabled) {
+        /* Fail closed: sessions are not served unrecorded. */
+        char rdir[4096], recerr[600];
+        al_rec_opts_t ro = {.dir = al_rec_dir(cfg, rdir, sizeof rdir),
+                            .retain = cfg->recordings.retain,
+                            .max_bytes = (uint64_t)cfg->recordings.max_bytes,
+                            .on_failure = (al_rec_failure_t)cfg->recordings.on_failure,
+                            .n_workers = al_runtime_worker_count(cfg)};
+        if (!ro.dir || al_recorder_open(&ro, rt.audit, &rt.recorder, recerr, sizeof recerr) != AL_OK) {
+            al_log(AL_LOG_ERROR, "cannot start session recording; not starting", "error",
+                   ro.dir ? recerr : "recordings path too long", NULL);
+            goto out;
+        }
+    }
     rt.admin = al_admin_new(&rt);
     if (al_admin_bootstrap(rt.admin, cfg->server.data_dir) != AL_OK)
         goto out;
@@ -551,6 +566,9 @@ out:
         uv_run(rt.loop, UV_RUN_NOWAIT);
     }
     appr_timer_close(&rt); /* (no-op when finish() closed it) */
+    /* Workers are gone: the recorder writes their last lines and the
+     * closing audit events, before the audit log closes. */
+    al_recorder_close(&rt.recorder);
     /* Commits what is queued; strict callbacks reach the admin's queue,
      * which is freed next without a loop to answer on. */
     al_audit_close(&rt.audit);

@@ -76,6 +76,8 @@ typedef struct al_runtime {
     struct al_audit *audit;        /* the audit writer (strict and async events) */
     struct al_revset *revoked;     /* control thread's revocation set (runtime/revoked.h) */
     struct al_sess_reg *sessions;  /* live-session registry (runtime/sessions.h) */
+    struct al_recorder *recorder;  /* session recording (record/record.h); NULL when
+                                      recordings.enabled is false */
     struct al_approvals *approvals; /* approval requests and grants (approvals/approvals.h);
                                        thread-safe, but its writes fsync: call from the
                                        control thread or a uv pool thread */

@@ -1,13 +1,17 @@
 """Audit log end to end: /v1/decide records decisions, strict mode survives
 SIGKILL, the chain detects tampering, and a store that cannot commit
 refuses actions instead of letting them through unaudited."""
+import gzip
+import hashlib
 import json
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -238,3 +242,163 @@ def test_store_failure_refuses_actions(tmp_path, failure):
             subprocess.run(["chattr", "-i", str(data / f)], capture_output=True)
         if failure == "full":
             subprocess.run(["umount", "-l", str(data)], capture_output=True)
+
+
+# ---- session recordings named by the chain (docs/recordings.md "Audit events") ----
+# The helpers below write events the way the gateway does, from the canonical
+# form as docs/audit.md describes it (an independent implementation: if the
+# C code and the documentation disagree, verify fails here).
+
+def _canon_str(v):
+    if v is None:
+        return b"\0"
+    v = v.encode() if isinstance(v, str) else v
+    return b"\x01" + struct.pack(">I", len(v)) + v
+
+
+def _canon_list(v):
+    return struct.pack(">I", len(v)) + b"".join(_canon_str(x) for x in v)
+
+
+def canonical(ev):
+    """docs/audit.md "Chain format", schema 3."""
+    g = ev.get
+    b = b"airlock-audit-v1\0" + _canon_str(ev["id"]) + struct.pack(">q", ev["time_us"])
+    for k in ("kind", "session_id", "agent", "subject", "issuer"):
+        b += _canon_str(g(k))
+    b += _canon_list(g("groups", [])) + bytes([g("groups_truncated", 0)])
+    b += _canon_str(g("target")) + _canon_str(g("protocol")) + _canon_str(g("action"))
+    b += bytes([g("action_truncated", 0)]) + _canon_str(g("class"))
+    b += _canon_list(g("tables", [])) + bytes([g("tables_truncated", 0)])
+    for k in ("decision", "rule", "reason", "approval_id", "ref_id"):
+        b += _canon_str(g(k))
+    b += struct.pack(">q", g("rows", -1)) + _canon_str(g("status"))
+    b += struct.pack(">q", g("duration_us", -1)) + _canon_str(g("error"))
+    rec = g("recording") is not None or g("recording_sha256") is not None
+    up, down = g("bytes_up", -1), g("bytes_down", -1)
+    if up >= 0 or down >= 0 or rec:
+        b += struct.pack(">qq", up, down)
+    if rec:
+        b += _canon_str(g("recording")) + _canon_str(g("recording_sha256"))
+    return b
+
+
+def append_events(db, events):
+    """Appends events (dicts of audit fields) to the chain of the SQLite store
+    at db, as the writer would; returns their seqs."""
+    con = sqlite3.connect(db)
+    head = con.execute("SELECT seq, hash FROM audit_event ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = head if head else (0, b"\0" * 32)
+    seqs = []
+    for ev in events:
+        ev = dict(ev)
+        ev.setdefault("id", str(uuid.uuid4()))
+        ev.setdefault("time_us", int(time.time() * 1e6))
+        h = hashlib.sha256(prev + canonical(ev)).digest()
+        seq += 1
+        row = {"seq": seq, "prev_hash": prev, "hash": h,
+               "groups": json.dumps(ev.pop("groups", [])),
+               "tables": json.dumps(ev.pop("tables", [])),
+               "groups_truncated": 0, "action_truncated": 0, "tables_truncated": 0}
+        for k in ("rows", "duration_us", "bytes_up", "bytes_down"):
+            if ev.get(k, -1) < 0:
+                ev.pop(k, None)
+        row.update(ev)
+        cols = ",".join(row)
+        con.execute(f"INSERT INTO audit_event ({cols}) VALUES ({','.join('?' * len(row))})",
+                    list(row.values()))
+        prev = h
+        seqs.append(seq)
+    con.commit()
+    con.close()
+    return seqs
+
+
+def put_recording(data_dir, session_id, lines, day="2026/11/23"):
+    """Writes <data_dir>/recordings/<day>/<session>.jsonl.gz; returns
+    (relative path, SHA-256 hex) as the session's closing event carries them."""
+    rel = f"{day}/{session_id}.jsonl.gz"
+    path = os.path.join(data_dir, "recordings", rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    data = gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode())
+    with open(path, "wb") as f:
+        f.write(data)
+    return rel, hashlib.sha256(data).hexdigest()
+
+
+def session_event(session_id, rel, sha, **kw):
+    ev = {"kind": "session_end", "action": "session", "session_id": session_id, "agent": "bot",
+          "target": "db", "protocol": "postgres", "reason": "client closed",
+          "duration_us": 1500, "bytes_up": 120, "bytes_down": 4096,
+          "recording": rel, "recording_sha256": sha}
+    ev.update(kw)
+    return ev
+
+
+def removal_event(rel, sha, reason="retention: older than 90d"):
+    return {"kind": "recording", "action": "remove", "reason": reason, "recording": rel,
+            "recording_sha256": sha}
+
+
+def test_verify_checks_recordings(gateway):
+    g = gateway(CFG)
+    tok = mint(g.cfg, "bot")
+    assert g.post("/v1/decide", {"target": "db", "sql": "UPDATE t SET v = 1"}, tok)[0] == 200
+    g.stop()
+    data, db = os.path.dirname(_db(g.cfg)), _db(g.cfg)
+    verify = ["audit", "verify", "-c", g.cfg]
+    r = run(verify)
+    assert r.returncode == 0 and "recordings intact" not in r.stdout, r.stdout + r.stderr
+
+    sid = "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
+    rel, sha = put_recording(data, sid, [
+        {"type": "session", "version": 1, "session_id": sid, "protocol": "postgres"},
+        {"t": 0.01, "type": "query", "sql": "SELECT 1", "decision": "allow"},
+        {"t": 0.02, "type": "close", "reason": "client closed"}])
+    (seq,) = append_events(db, [session_event(sid, rel, sha)])
+    r = run(verify)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "audit chain intact" in r.stdout
+    assert "recordings intact: 1 checked, 0 removed by retention" in r.stdout
+
+    evs = query(g.cfg, "--kind", "session_end")
+    assert len(evs) == 1
+    assert (evs[0]["recording"], evs[0]["recording_sha256"]) == (rel, sha)
+    assert (evs[0]["bytes_up"], evs[0]["bytes_down"]) == (120, 4096)
+
+    where = f"{rel} (session {sid}, audit seq {seq})"
+    path = os.path.join(data, "recordings", rel)
+    blob = bytearray(open(path, "rb").read())
+    blob[len(blob) // 2] ^= 0x01
+    open(path, "wb").write(bytes(blob))
+    r = run(verify)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"recording changed: {where}\n" in r.stdout
+
+    os.unlink(path)
+    r = run(verify)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"recording missing: {where}\n" in r.stdout
+    # --recordings reads another directory (here a different file by that name)
+    copy = os.path.join(os.path.dirname(data), "copy")
+    put_recording(copy, sid, [])
+    r = run(verify + ["--recordings", os.path.join(copy, "recordings")])
+    assert r.returncode == 1 and f"recording changed: {where}" in r.stdout
+
+    append_events(db, [removal_event(rel, sha)])
+    r = run(verify)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "recordings intact: 0 checked, 1 removed by retention" in r.stdout
+
+    (bad,) = append_events(db, [session_event(sid, "../../../etc/passwd", sha)])
+    r = run(verify)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"recording path invalid: ../../../etc/passwd (session {sid}, audit seq {bad})" \
+        in r.stdout
+    # an edit of the recording column is an edit of the chain
+    con = sqlite3.connect(db)
+    con.execute("UPDATE audit_event SET recording = ? WHERE seq = ?", (rel, bad))
+    con.commit()
+    con.close()
+    r = run(verify)
+    assert r.returncode == 1 and f"audit chain BROKEN at event seq {bad}" in r.stdout

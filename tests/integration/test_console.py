@@ -155,3 +155,54 @@ def test_console_approves_held_statement(gateway, pg, monkeypatch, tmp_path):
     doc = json.loads(body)
     assert doc["state"] == "approved"
     assert any(v["reason"] == "looks fine, from the console" for v in doc["votes"])
+
+
+def test_console_session_timeline(gateway, pg, monkeypatch, tmp_path):
+    """The session timeline: a recording opened by id (a closed session) and
+    from the live sessions table; recorded markup stays text."""
+    need_browser()
+    from test_replay import pg_lines, uuid7, write_recording
+    monkeypatch.setenv("AIRLOCK_TEST_UPSTREAM_PW", pg.password)
+    pgport = free_port()
+    g = gateway(CFG.replace("{pgport}", str(pgport)).replace("{upport}", str(pg.port)))
+    hostile = '<img src=x onerror="window.__xss=1"><b>bold</b><script>window.__xss=1</script>'
+    sid = uuid7(tail="7abc-8def-00000000c0de")
+    lines = pg_lines(sid)
+    lines[2]["sql"] = "SELECT name FROM orders /* " + hostile + " */"
+    lines[3]["values"] = [hostile, {"base64": "AAEC"}]
+    lines[0]["target"] = hostile
+    write_recording(tmp_path / "var", sid, lines)  # after start: a closed recording
+    tok = tmp_path / "alice.token"
+    tok.write_text(mint(g.cfg, "alice") + "\n")
+    bot = mint(g.cfg, "bot")
+    with psycopg.connect(host="127.0.0.1", port=pgport, user="bot", dbname="app", password=bot,
+                         sslmode="disable", connect_timeout=10, autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        st, _, body = g.get("/v1/sessions", tok.read_text().strip())
+        live = [s["id"] for s in json.loads(body)["sessions"]]
+        assert len(live) == 1, body
+        r = subprocess.run(["node", os.path.join(CONSOLE_DIR, "timeline_test.js"), g.admin,
+                            str(tok), sid, uuid7(tail="7abc-8def-00000000dead"), live[0]],
+                           cwd=CONSOLE_DIR, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, CHROMIUM=CHROMIUM))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = rep["rows"]
+    # [t, type, statement/request, decision, result, duration], all as text
+    assert ["+0.100s", "query", lines[2]["sql"], "allow (rule reads)", "", ""] in rows, rows
+    assert ["+0.110s", "row", hostile + " | (base64) AAEC", "", "", ""] in rows, rows
+    assert ["+0.130s", "complete", "SELECT 3", "", "3 rows", "4.1 ms"] in rows, rows
+    assert ["+0.300s", "query", "DROP TABLE orders",
+            "deny (rule no-ddl): schema changes need approval", "", ""] in rows, rows
+    assert ["+0.301s", "error", "airlock: DROP TABLE is not allowed", "error (airlock)",
+            "SQLSTATE 42501", ""] in rows, rows
+    assert rows[-1][1] == "close" and "56789" in rows[-1][4]
+    assert [x[1] for x in rows][:3] == ["identity", "query", "row"]
+    assert hostile in rep["head"] and sid in rep["head"]
+    assert rep["injected_elements"] == 0 and not rep["xss"], rep
+    assert rep["error"] == ""
+    assert "not_found" in rep["missing_error"] and rep["missing_rows"] == 0, rep
+    assert "36 characters" in rep["bad_id_error"]
+    assert rep["live_input"] == live[0]
+    assert rep["csp_violations"] == [], rep
+    assert not [e for e in rep["console_errors"] if "Content Security Policy" in e], rep

@@ -46,6 +46,7 @@
 #include "net/tls.h"
 #include "mask/mask.h"
 #include "policy/masking.h"
+#include "record/record.h"
 #include "policy/policy.h"
 #include "proto/http/http_gateway.h"
 #include "proto/approval_hold.h"
@@ -227,6 +228,18 @@ struct sess {
     al_hold_t *hold;
     bool appr_wait;
     bool appr_used;      /* raised a request or used a grant: end them at close */
+    /* recording (record/record.h): the request line waits for its body (and
+     * decision), the response line for its body */
+    al_rec_t *rec;
+    al_buf_t rq_rec, rs_rec;   /* the lines' fields so far */
+    al_buf_t rq_body, rs_body; /* the first max_body_bytes of each body */
+    int64_t rq_total, rs_total;
+    bool rq_pending, rs_pending;
+    const char *rec_decision, *rec_reason; /* static */
+    char rec_rule[128];
+    int64_t sess_up, sess_down; /* bytes over the whole connection */
+    const char *close_reason;
+    char rec_sub[128];         /* the subject last recorded (identity lines on change) */
     sess_t *next, **pprev;
 };
 
@@ -462,6 +475,10 @@ static void wipe_secrets(sess_t *s)
 
 static void sess_free(sess_t *s)
 {
+    al_buf_free(&s->rq_rec);
+    al_buf_free(&s->rs_rec);
+    al_buf_free(&s->rq_body);
+    al_buf_free(&s->rs_body);
     al_buf_free(&s->cin);
     al_buf_free(&s->uin);
     al_buf_free(&s->out);
@@ -626,6 +643,8 @@ static void up_release(sess_t *s, bool keep)
 static void up_close(sess_t *s) { up_release(s, false); }
 
 static void record_result(sess_t *s, const char *error);
+static void rec_request_push(sess_t *s);
+static void rec_response_push(sess_t *s);
 static void kid_wake(void *arg) { uv_async_send(arg); }
 static void on_kid_fetched(uv_async_t *a);
 static void after_refusal(sess_t *s);
@@ -639,6 +658,15 @@ static void sess_close(sess_t *s)
                                            : "connection closed before the response ended");
     s->active = false;
     s->st = S_CLOSING;
+    if (s->rec) {
+        rec_request_push(s);
+        rec_response_push(s);
+        al_rec_close(s->rec, &(al_rec_end_info_t){.reason = s->close_reason ? s->close_reason
+                                                                           : "connection closed",
+                                                  .bytes_up = s->sess_up,
+                                                  .bytes_down = s->sess_down});
+        s->rec = NULL;
+    }
     al_sess_end(&s->reg);
     if (s->pend) {
         s->pend->s = NULL;
@@ -684,6 +712,155 @@ static const char *status_text(int st)
 }
 
 /* Sends a JSON error response. `close`: the connection ends after it. */
+/* ---- recording (docs/recordings.md) ------------------------------------------------ */
+
+static bool rec_redacted(const sess_t *s, al_str_t name)
+{
+    static const char *const always[] = {"authorization", "proxy-authorization", "cookie",
+                                         "set-cookie"};
+    for (size_t i = 0; i < AL_ARRAY_LEN(always); i++)
+        if (name.len == strlen(always[i]) && !strncasecmp(name.p, always[i], name.len))
+            return true;
+    const al_recordings_conf_t *rc = &s->hw->w->snap->cfg->recordings;
+    for (size_t i = 0; i < rc->n_redact_headers; i++)
+        if (name.len == strlen(rc->redact_headers[i]) &&
+            !strncasecmp(name.p, rc->redact_headers[i], name.len))
+            return true;
+    const al_target_conf_t *t = s->target;
+    for (size_t i = 0; t && i < t->upstream.n_headers; i++)
+        if (name.len == strlen(t->upstream.headers[i].name) &&
+            !strncasecmp(name.p, t->upstream.headers[i].name, name.len))
+            return true;
+    return false;
+}
+
+static void rec_header(const sess_t *s, al_buf_t *b, bool first, al_str_t n, al_str_t v)
+{
+    al_buf_puts(b, first ? "[" : ",[");
+    al_rec_str(b, NULL, n.p, n.len);
+    al_buf_append(b, ",", 1);
+    if (rec_redacted(s, n))
+        al_buf_puts(b, "\"[redacted]\"");
+    else
+        al_rec_str(b, NULL, v.p, v.len);
+    al_buf_append(b, "]", 1);
+}
+
+/* Header lines of a head as sent ("Name: value\r\n" after the first line). */
+static void rec_head_text(const sess_t *s, al_buf_t *b, const char *p, size_t n)
+{
+    al_buf_puts(b, ",\"headers\":[");
+    const char *end = p + n, *line = memchr(p, '\n', n);
+    bool first = true;
+    while (line && ++line < end) {
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol)
+            break;
+        size_t len = (size_t)(eol - line);
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (!len)
+            break;
+        const char *colon = memchr(line, ':', len);
+        if (colon) {
+            const char *v = colon + 1;
+            while (v < line + len && *v == ' ')
+                v++;
+            rec_header(s, b, first, (al_str_t){line, (size_t)(colon - line)},
+                       (al_str_t){v, (size_t)(line + len - v)});
+            first = false;
+        }
+        line = eol;
+    }
+    al_buf_append(b, "]", 1);
+}
+
+static void rec_capture(const sess_t *s, al_buf_t *body, int64_t *total, const void *p,
+                        size_t n)
+{
+    size_t cap = (size_t)s->hw->w->snap->cfg->recordings.max_body_bytes;
+    if (body->len < cap)
+        al_buf_append(body, p, AL_MIN(n, cap - body->len));
+    *total += (int64_t)n;
+}
+
+/* The request line's method, target and headers; pushed later. */
+static void rec_request_head(sess_t *s, const al_http_head_t *h, bool with_target)
+{
+    if (!s->rec)
+        return;
+    al_buf_t *b = &s->rq_rec;
+    al_buf_reset(b);
+    al_buf_reset(&s->rq_body);
+    s->rq_total = 0;
+    s->rec_decision = s->rec_reason = NULL;
+    s->rec_rule[0] = 0;
+    al_rec_str(b, "method", h->method.p, h->method.len);
+    if (with_target) { /* "METHOD /path?query" with sensitive values redacted */
+        const char *sp = memchr(s->action.p, ' ', s->action.len);
+        if (sp)
+            al_rec_str(b, "target", sp + 1, s->action.len - (size_t)(sp + 1 - s->action.p));
+    }
+    al_buf_puts(b, ",\"headers\":[");
+    for (size_t i = 0; i < h->nheaders; i++)
+        rec_header(s, b, i == 0, h->headers[i].name, h->headers[i].value);
+    al_buf_append(b, "]", 1);
+    s->rq_pending = true;
+}
+
+static void rec_request_push(sess_t *s)
+{
+    if (!s->rq_pending)
+        return;
+    s->rq_pending = false;
+    al_buf_t *b = al_rec_begin(s->rec, "request");
+    if (!b)
+        return;
+    al_buf_append(b, s->rq_rec.p, s->rq_rec.len);
+    if (s->rq_total > 0)
+        al_rec_bytes(b, "body", s->rq_body.p, s->rq_body.len);
+    al_rec_int(b, "body_bytes", s->rq_total);
+    al_rec_bool(b, "body_truncated", (int64_t)s->rq_body.len < s->rq_total);
+    al_rec_cstr(b, "decision", s->rec_decision ? s->rec_decision : "deny");
+    if (s->rec_rule[0])
+        al_rec_cstr(b, "rule", s->rec_rule);
+    if (s->rec_reason)
+        al_rec_cstr(b, "reason", s->rec_reason);
+    al_rec_end(s->rec);
+}
+
+static void rec_response_head(sess_t *s, int status, const char *head, size_t n)
+{
+    if (!s->rec)
+        return;
+    rec_request_push(s);
+    al_buf_t *b = &s->rs_rec;
+    al_buf_reset(b);
+    al_buf_reset(&s->rs_body);
+    s->rs_total = 0;
+    al_rec_int(b, "status", status);
+    rec_head_text(s, b, head, n);
+    s->rs_pending = true;
+}
+
+static void rec_response_push(sess_t *s)
+{
+    if (!s->rs_pending)
+        return;
+    s->rs_pending = false;
+    al_buf_t *b = al_rec_begin(s->rec, "response");
+    if (!b)
+        return;
+    al_buf_append(b, s->rs_rec.p, s->rs_rec.len);
+    if (s->rs_total > 0)
+        al_rec_bytes(b, "body", s->rs_body.p, s->rs_body.len);
+    al_rec_int(b, "body_bytes", s->rs_total);
+    al_rec_bool(b, "body_truncated", (int64_t)s->rs_body.len < s->rs_total);
+    if (s->t0)
+        al_rec_int(b, "duration_us", (int64_t)((al_mono_ns() - s->t0) / 1000));
+    al_rec_end(s->rec);
+}
+
 static void send_error(sess_t *s, int status, const char *www_auth, const al_buf_t *json,
                        bool close)
 {
@@ -699,6 +876,11 @@ static void send_error(sess_t *s, int status, const char *www_auth, const al_buf
     if (close)
         al_buf_puts(b, "Connection: close\r\n");
     al_buf_puts(b, "\r\n");
+    if (s->rec) {
+        rec_response_head(s, status, b->p, b->len);
+        rec_capture(s, &s->rs_body, &s->rs_total, json->p, json->len);
+        rec_response_push(s);
+    }
     al_buf_append(b, json->p, json->len);
     to_client(s, b->p, b->len);
     al_buf_reset(b);
@@ -741,6 +923,8 @@ static void refuse_request(sess_t *s, int status, const char *code, const char *
     if (s->action.len)
         ev.action = (al_str_t){s->action.p, s->action.len};
     al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+    s->rec_decision = "deny";
+    s->rec_reason = reason;
     error_reason(s, status, code, reason, close);
 }
 
@@ -1234,6 +1418,8 @@ static void unauthorized(sess_t *s, const char *reason,
     ev.action = (al_str_t){s->action.p, s->action.len};
     ev.status = "401";
     al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+    s->rec_decision = "deny";
+    s->rec_reason = reason;
     al_buf_t j;
     al_buf_init(&j);
     al_buf_puts(&j, "{\"error\":\"unauthorized\",\"reason\":");
@@ -1505,6 +1691,7 @@ static void on_request(sess_t *s, const al_http_head_t *h)
         al_audit_uuid7((int64_t)(al_now() * 1e6), s->req_id);
     al_buf_reset(&s->action);
     al_buf_append(&s->action, h->method.p, h->method.len);
+    rec_request_head(s, h, false);
 
     if (h->form == AL_HTTP_FORM_AUTHORITY || h->form == AL_HTTP_FORM_ASTERISK) {
         refuse_request(s, 501, "not_implemented", h->form == AL_HTTP_FORM_AUTHORITY
@@ -1542,11 +1729,39 @@ static void on_request(sess_t *s, const al_http_head_t *h)
         return;
     }
     build_action(s, h->method, npath, nlen, query);
+    rec_request_head(s, h, true);
     if (!authenticate(s, h)) {
         free(npath);
         return;
     }
     const al_principal_t *p = s->principal;
+    if (s->rec && p->sub && strcmp(s->rec_sub, p->sub)) {
+        al_rec_identify(s->rec, &(al_rec_who_t){p->agent, p->sub, p->iss});
+        snprintf(s->rec_sub, sizeof s->rec_sub, "%s", p->sub);
+    }
+    if (al_recorder_refusing(s->hw->w->rt->recorder)) {
+        /* recordings.on_failure: refuse (docs/recordings.md) */
+        free(npath);
+        char cause[600];
+        al_recorder_error(s->hw->w->rt->recorder, cause, sizeof cause);
+        al_audit_event_t ev;
+        fill_event(s, &ev);
+        ev.kind = AL_AUDIT_KIND_DECISION;
+        ev.action = (al_str_t){s->action.p, s->action.len};
+        ev.decision = "deny";
+        ev.reason = "recording_failed";
+        ev.status = "503";
+        ev.error = cause;
+        al_audit_submit_async(s->hw->w->rt->audit, &ev, NULL);
+        s->rec_decision = "deny";
+        s->rec_reason = "recording_failed";
+        char msg[800];
+        snprintf(msg, sizeof msg, "session %s; the action is refused (recordings.on_failure: "
+                                  "refuse)", *cause ? cause : "recording failed");
+        error_reason(s, 503, "recording_failed", msg, false);
+        after_refusal(s);
+        return;
+    }
     al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
     al_action_t a = {.kind = AL_ACTION_HTTP,
                      .target = s->target->name,
@@ -1559,6 +1774,9 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     bool hold = v.decision == AL_DECIDE_APPROVE && v.rule && s->hw->w->rt->approvals;
     if (v.decision != AL_DECIDE_ALLOW && !hold) {
         free(npath);
+        s->rec_decision = al_decision_name(v.decision);
+        s->rec_reason = v.reason;
+        snprintf(s->rec_rule, sizeof s->rec_rule, "%s", v.rule ? v.rule->name : "");
         audit_refusal(s, &v);
         refuse_policy(s, &v);
         return;
@@ -1582,7 +1800,9 @@ static void on_request(sess_t *s, const al_http_head_t *h)
     size_t rl = v.rule ? AL_MIN(strlen(v.rule->name), sizeof s->rule - 1) : 0;
     memcpy(s->rule, v.rule ? v.rule->name : "", rl);
     s->rule[rl] = 0;
+    snprintf(s->rec_rule, sizeof s->rec_rule, "%s", s->rule);
     if (hold) {
+        s->rec_decision = "pending";
         hold_request(s, v.rule);
         return;
     }
@@ -1595,6 +1815,8 @@ static void on_request(sess_t *s, const al_http_head_t *h)
 static void start_exchange(sess_t *s, const char *approval_id, const char *reason)
 {
     s->active = true;
+    s->rec_decision = "allow";
+    s->rec_reason = approval_id ? "approved" : NULL;
     s->deadline = uv_now(&s->hw->w->loop) + (uint64_t)(s->target->http.request_timeout * 1000);
     tmr_arm(s, T_REQUEST);
     s->st = S_WAIT;
@@ -1803,6 +2025,7 @@ static void proceed(sess_t *s)
     if (s->st == S_CLOSING)
         return;
     if (!body_pending(s) || s->upgrading) { /* no body: the request is complete */
+        rec_request_push(s);
         s->req_done = true;
         s->st = S_RESPONSE;
         tmr_exchange(s);
@@ -1951,7 +2174,10 @@ static void process_client(sess_t *s)
         if (s->st == S_BODY) {
             send_chunk(s, true, s->req_chunked, m.body);
             s->bytes_up += (int64_t)m.body.len;
+            if (s->rec)
+                rec_capture(s, &s->rq_body, &s->rq_total, m.body.p, m.body.len);
             if (m.event == AL_HTTP_EV_END) {
+                rec_request_push(s);
                 if (s->req_chunked)
                     to_up(s, "0\r\n\r\n", 5);
                 s->req_done = true;
@@ -1998,6 +2224,10 @@ static void update_reads(sess_t *s)
 static void exchange_end(sess_t *s)
 {
     s->active = false;
+    if (s->rec) {
+        rec_request_push(s);
+        rec_response_push(s);
+    }
     record_result(s, NULL);
     up_release(s, s->up_keep && s->req_done);
     if (s->resp_chunked)
@@ -2078,6 +2308,10 @@ static void tunnel_start(sess_t *s, const al_http_head_t *h)
     al_buf_puts(b, "Connection: Upgrade\r\nUpgrade: ");
     al_buf_append(b, u.p, u.len);
     al_buf_puts(b, "\r\n\r\n");
+    if (s->rec) { /* the bytes of the tunnel that follows are not recorded */
+        rec_response_head(s, h->status, b->p, b->len);
+        rec_response_push(s);
+    }
     to_client(s, b->p, b->len);
     al_buf_reset(b);
     s->status = h->status;
@@ -2226,6 +2460,10 @@ static bool mask_finish(sess_t *s)
     al_buf_printf(o, "Content-Length: %zu\r\n", cur->len);
     conn_field(s, o);
     al_buf_puts(o, "\r\n");
+    if (s->rec) { /* the masked body, as the client gets it */
+        rec_response_head(s, s->status, o->p, o->len);
+        rec_capture(s, &s->rs_body, &s->rs_total, cur->p, cur->len);
+    }
     to_client(s, o->p, o->len);
     to_client(s, cur->p, cur->len);
     s->bytes_down = (int64_t)cur->len;
@@ -2265,6 +2503,7 @@ static void response_head(sess_t *s, const al_http_head_t *h)
     }
     conn_field(s, b);
     al_buf_puts(b, "\r\n");
+    rec_response_head(s, h->status, b->p, b->len);
     to_client(s, b->p, b->len);
     al_buf_reset(b);
     s->resp_started = true;
@@ -2344,6 +2583,8 @@ static void up_feed(sess_t *s)
         } else {
             send_chunk(s, false, s->resp_chunked, m.body);
             s->bytes_down += (int64_t)m.body.len;
+            if (s->rs_pending)
+                rec_capture(s, &s->rs_body, &s->rs_total, m.body.p, m.body.len);
         }
         if (s->st == S_CLOSING || !s->up)
             return;
@@ -2391,8 +2632,10 @@ static void on_up_read_in(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     }
     if (s->st == S_CLOSING || up != s->up)
         return;
-    if (n > 0)
+    if (n > 0) {
         al_sess_bytes(s->reg, 0, (uint64_t)n);
+        s->sess_down += n;
+    }
     if (n < 0) {
         if (!s->active) {
             up_close(s); /* idle keep-alive connection closed by the upstream */
@@ -2463,8 +2706,10 @@ static void on_client_read_in(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     sess_t *s = st->data;
     if (s->st == S_CLOSING)
         return;
-    if (n > 0)
+    if (n > 0) {
         al_sess_bytes(s->reg, (uint64_t)n, 0);
+        s->sess_up += n;
+    }
     if (n < 0) {
         if (s->st == S_TUNNEL) {
             to_up(s, s->cin.p, s->cin.len);
@@ -2571,8 +2816,10 @@ static void load_secrets(sess_t *s)
 
 static void http_kill(void *arg, const char *reason)
 {
-    AL_UNUSED(reason);
-    sess_close(arg);
+    sess_t *s = arg;
+    s->close_reason = !strcmp(reason, AL_SESS_REVOKED) ? "agent access revoked"
+                                                       : "killed by an administrator";
+    sess_close(s);
 }
 
 static void on_connection(uv_stream_t *srv, int status)
@@ -2627,6 +2874,9 @@ static void on_connection(uv_stream_t *srv, int status)
     s->reg = al_sess_start(hw->w, &(al_sess_info_t){.id = s->session_id, .protocol = "http",
                                                     .target = l->target, .client = peer,
                                                     .kill = http_kill, .sess = s});
+    s->rec = al_rec_open(hw->w->rt->recorder, hw->w->id,
+                         &(al_rec_meta_t){.session_id = s->session_id, .protocol = "http",
+                                          .target = l->target, .client = peer});
     struct sockaddr_storage pa;
     int pl = sizeof pa;
     if (uv_tcp_getpeername(&s->client, (struct sockaddr *)&pa, &pl) == 0) {

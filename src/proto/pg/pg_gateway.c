@@ -44,6 +44,7 @@
 #include "approvals/approvals.h"
 #include "audit/audit.h"
 #include "policy/masking.h"
+#include "record/record.h"
 #include "policy/policy.h"
 #include "proto/approval_hold.h"
 #include "proto/pg/pg_auth.h"
@@ -224,6 +225,14 @@ struct sess {
     bool copy_out;           /* between CopyOutResponse and CopyDone, masking on */
     bool counted;            /* holds one of its listener's session counts */
     al_sess_t *reg;          /* live-session registry entry (runtime/sessions.h) */
+    /* recording (record/record.h): rows recorded of the current statement */
+    al_rec_t *rec;
+    uint32_t rec_rows;
+    bool rec_rows_cut;
+    uint64_t rec_t0;         /* when the current statement was forwarded */
+    const char *close_reason; /* static or the fatal message (copied) */
+    char close_msg[160];
+    uint64_t bytes_up, bytes_down;
     bool defer_upstream;     /* killed: close the upstream a loop turn after the client */
     uint64_t rev_gen;        /* revocation set generation the principal was checked in */
     /* approvals: a statement held for an `approve` verdict */
@@ -323,8 +332,26 @@ static void send_buf(sess_t *s, bool to_client, al_buf_t *b)
 }
 
 /* FATAL error to the client, then close. */
+static void rec_error(sess_t *s, const char *severity, const char *sqlstate, const char *msg,
+                      const char *source)
+{
+    al_buf_t *b = al_rec_begin(s->rec, "error");
+    if (!b)
+        return;
+    al_rec_cstr(b, "severity", severity);
+    al_rec_cstr(b, "sqlstate", sqlstate);
+    al_rec_cstr(b, "message", msg);
+    al_rec_cstr(b, "source", source);
+    al_rec_end(s->rec);
+}
+
 static void fatal(sess_t *s, const char *sqlstate, const char *msg, const char *detail)
 {
+    if (s->st != S_CLOSING) {
+        rec_error(s, "FATAL", sqlstate, msg, "airlock");
+        snprintf(s->close_msg, sizeof s->close_msg, "%s", msg);
+        s->close_reason = s->close_msg;
+    }
     al_buf_t b;
     al_buf_init(&b);
     al_pg_build_error(&b, "FATAL", sqlstate, msg, detail, NULL);
@@ -452,6 +479,11 @@ static void sess_close(sess_t *s)
         s->fl_n--;
     }
     s->st = S_CLOSING;
+    al_rec_close(s->rec, &(al_rec_end_info_t){.reason = s->close_reason ? s->close_reason
+                                                                         : "connection closed",
+                                              .bytes_up = (int64_t)s->bytes_up,
+                                              .bytes_down = (int64_t)s->bytes_down});
+    s->rec = NULL;
     al_sess_end(&s->reg);
     cancel_unregister(s);
     /* A held statement's request is cancelled (client_disconnected); the
@@ -766,6 +798,7 @@ static bool in_flight(const sess_t *s)
 
 static void refuse(sess_t *s, const char *sqlstate, const char *msg, bool simple)
 {
+    rec_error(s, "ERROR", sqlstate, msg, "airlock");
     al_buf_t e;
     al_buf_init(&e);
     al_pg_build_error(&e, "ERROR", sqlstate, msg, NULL, NULL);
@@ -1080,14 +1113,73 @@ static bool hold_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str
 
 /* Query or Parse: decide, audit, forward or refuse. Returns false when the
  * session must stop processing input (waiting for audit, or closed). */
+/* The statement line of the recording: what was asked and what was decided. */
+static void rec_statement(sess_t *s, al_str_t sql, al_str_t stmt_name, bool simple,
+                          const char *decision, const char *rule, const char *reason)
+{
+    s->rec_rows = 0;
+    s->rec_rows_cut = false;
+    s->rec_t0 = al_mono_ns();
+    al_buf_t *b = al_rec_begin(s->rec, simple ? "query" : "parse");
+    if (!b)
+        return;
+    if (!simple)
+        al_rec_str(b, "name", stmt_name.p, stmt_name.len);
+    al_rec_str(b, "sql", sql.p, sql.len);
+    al_rec_cstr(b, "decision", decision);
+    if (rule)
+        al_rec_cstr(b, "rule", rule);
+    if (reason)
+        al_rec_cstr(b, "reason", reason);
+    al_rec_end(s->rec);
+}
+
+/* recordings.on_failure: refuse - the recorder cannot write: refuse the
+ * action like an unwritable audit log (docs/recordings.md). */
+static bool recording_refused(sess_t *s, al_str_t action, bool simple)
+{
+    al_recorder_t *r = s->pw->w->rt->recorder;
+    if (!al_recorder_refusing(r))
+        return false;
+    char cause[600], msg[800];
+    al_recorder_error(r, cause, sizeof cause);
+    snprintf(msg, sizeof msg,
+             "airlock: session %s; the action is refused (recordings.on_failure: refuse)",
+             *cause ? cause : "recording failed");
+    al_audit_event_t ev;
+    fill_event(s, &ev);
+    ev.kind = AL_AUDIT_KIND_DECISION;
+    ev.action = action;
+    ev.decision = "deny";
+    ev.reason = "recording_failed";
+    ev.error = cause;
+    al_audit_submit_async(s->pw->w->rt->audit, &ev, NULL);
+    if (!simple)
+        s->skipping = true;
+    refuse(s, "58030", msg, simple);
+    return true;
+}
+
 static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t stmt_name,
                       bool simple)
 {
     if (!recheck_identity(s))
         return false;
     al_sess_action(s->reg);
+    if (recording_refused(s, sql, simple)) {
+        if (!simple)
+            remember_refused(s, stmt_name);
+        return true;
+    }
     decision_t d;
     decide(s, sql, &d);
+    if (s->rec)
+        rec_statement(s, sql, stmt_name, simple,
+                      d.v.decision == AL_DECIDE_APPROVE && d.v.rule && s->pw->w->rt->approvals
+                          ? "pending"
+                          : al_decision_name(d.v.decision),
+                      d.v.rule ? d.v.rule->name : NULL,
+                      d.v.decision == AL_DECIDE_ALLOW ? NULL : d.v.reason);
     if (d.v.decision == AL_DECIDE_APPROVE && d.v.rule && s->pw->w->rt->approvals)
         return hold_statement(s, m, sql, stmt_name, simple, &d);
     if (d.v.decision != AL_DECIDE_ALLOW) {
@@ -1103,6 +1195,54 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
         return true;
     }
     return allow_statement(s, m, sql, stmt_name, simple, &d);
+}
+
+/* A run of values (Bind parameters, DataRow columns) as a JSON array;
+ * each value at most `cap` bytes (cut values end the array with a note). */
+static void rec_values(al_buf_t *b, const char *key, al_pg_values_t it, size_t n, size_t cap,
+                       const uint8_t *fmts, size_t nfmts, const uint8_t *colfmt, size_t ncolfmt)
+{
+    al_buf_puts(b, ",\"");
+    al_buf_puts(b, key);
+    al_buf_puts(b, "\":[");
+    al_pg_value_t v;
+    bool cut = false;
+    for (size_t i = 0; i < n && al_pg_values_next(&it, &v); i++) {
+        if (i)
+            al_buf_append(b, ",", 1);
+        if (v.null) {
+            al_buf_append(b, "null", 4);
+            continue;
+        }
+        bool binary = fmts ? (nfmts == 1 ? al_pg_u16(fmts) : i < nfmts ? al_pg_u16(fmts + 2 * i) : 0)
+                           : (i < ncolfmt && colfmt[i]);
+        size_t len = v.len > cap ? cap : v.len;
+        cut |= len < v.len;
+        if (binary) {
+            al_rec_base64(b, NULL, v.p, len);
+        } else {
+            al_rec_bytes(b, NULL, v.p, len);
+        }
+    }
+    al_buf_append(b, "]", 1);
+    if (cut)
+        al_rec_bool(b, "values_cut", true);
+}
+
+static void rec_bind(sess_t *s, const al_pg_bind_t *bd)
+{
+    al_buf_t *b = al_rec_begin(s->rec, "bind");
+    if (!b)
+        return;
+    al_rec_str(b, "statement", bd->statement.p, bd->statement.len);
+    al_rec_str(b, "portal", bd->portal.p, bd->portal.len);
+    rec_values(b, "params", al_pg_bind_params(bd), bd->nparams,
+               (size_t)s->pw->w->snap->cfg->recordings.max_body_bytes, bd->param_formats,
+               bd->nparam_formats, NULL, 0);
+    al_rec_end(s->rec);
+    s->rec_rows = 0;
+    s->rec_rows_cut = false;
+    s->rec_t0 = al_mono_ns();
 }
 
 /* One client message in READY. Returns false to stop processing input. */
@@ -1123,6 +1263,7 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         forward(s, m);
         return true;
     case 'X':
+        s->close_reason = "client terminated";
         send_bytes(s, false, m->raw, m->raw_len);
         sess_close(s);
         return false;
@@ -1154,7 +1295,12 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         }
         if (!recheck_identity(s))
             return false;
+        /* a prepared statement runs again with Bind/Execute only */
+        if (recording_refused(s, al_str_c("<Bind>"), false))
+            return true;
         s->ncols = 0; /* a RowDescription may follow (Describe portal) */
+        if (s->rec)
+            rec_bind(s, &b);
         forward(s, m);
         return true;
     }
@@ -1168,6 +1314,8 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         if (!recheck_identity(s))
             return false;
         al_sess_action(s->reg);
+        if (recording_refused(s, al_str_c("<FunctionCall>"), true))
+            return true;
         const al_principal_t *p = s->principal;
         al_subject_t who = {p->agent, p->issuer_name, p->groups, p->n_groups};
         al_action_t act = {.kind = AL_ACTION_SQL, .target = s->target->name,
@@ -1176,6 +1324,10 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         al_policy_decide(s->pw->w->snap->policy, &who, &act, &d.v);
         char id[AL_AUDIT_ID_SIZE];
         audit_decision(s, al_str_c("<FunctionCall>"), &d, false, id, NULL);
+        if (s->rec)
+            rec_statement(s, al_str_c("<FunctionCall>"), (al_str_t){"", 0}, true,
+                          al_decision_name(d.v.decision), d.v.rule ? d.v.rule->name : NULL,
+                          d.v.decision == AL_DECIDE_ALLOW ? NULL : d.v.reason);
         if (d.v.decision != AL_DECIDE_ALLOW) {
             char msg[512];
             refusal_message(&d.v, AL_SQL_ADMIN, msg, sizeof msg);
@@ -1381,9 +1533,77 @@ static bool mask_copy_data(sess_t *s, const al_pg_msg_t *m)
     return true;
 }
 
+/* A DataRow as the client receives it (after masking). */
+static void rec_row(sess_t *s, const uint8_t *body, size_t len)
+{
+    const al_recordings_conf_t *rc = &s->pw->w->snap->cfg->recordings;
+    if (s->rec_rows >= (uint32_t)rc->max_rows) {
+        s->rec_rows_cut = true;
+        return;
+    }
+    al_pg_data_row_t row;
+    if (al_pg_parse_data_row(body, len, &row) != AL_PG_OK)
+        return;
+    al_buf_t *b = al_rec_begin(s->rec, "row");
+    rec_values(b, "values", al_pg_data_row_values(&row), row.ncols,
+               (size_t)rc->max_body_bytes, NULL, 0, s->colfmt, s->ncols);
+    al_rec_end(s->rec);
+    s->rec_rows++;
+}
+
+static void rec_complete(sess_t *s, const al_pg_msg_t *m)
+{
+    al_str_t tag;
+    if (al_pg_parse_command_complete(m->body, m->body_len, &tag) != AL_PG_OK)
+        return;
+    al_buf_t *b = al_rec_begin(s->rec, "complete");
+    al_rec_str(b, "tag", tag.p, tag.len);
+    uint64_t rows;
+    if (al_pg_command_rows(tag, &rows))
+        al_rec_int(b, "rows", (int64_t)rows);
+    if (s->rec_t0)
+        al_rec_int(b, "duration_us", (int64_t)((al_mono_ns() - s->rec_t0) / 1000));
+    al_rec_int(b, "rows_recorded", s->rec_rows);
+    al_rec_bool(b, "rows_truncated", s->rec_rows_cut);
+    al_rec_end(s->rec);
+    s->rec_rows = 0;
+    s->rec_rows_cut = false;
+}
+
+static void rec_upstream_error(sess_t *s, const al_pg_msg_t *m)
+{
+    al_pg_notice_t n;
+    if (al_pg_parse_notice(m->body, m->body_len, &n) != AL_PG_OK)
+        return;
+    al_str_t sev = al_pg_notice_get(&n, 'S'), code = al_pg_notice_get(&n, 'C'),
+             msg = al_pg_notice_get(&n, 'M');
+    al_buf_t *b = al_rec_begin(s->rec, "error");
+    al_rec_str(b, "severity", sev.p ? sev.p : "", sev.len);
+    al_rec_str(b, "sqlstate", code.p ? code.p : "", code.len);
+    al_rec_str(b, "message", msg.p ? msg.p : "", msg.len);
+    al_rec_cstr(b, "source", "upstream");
+    al_rec_end(s->rec);
+}
+
 static void server_msg(sess_t *s, const al_pg_msg_t *m)
 {
     inflight_t *f = inflight_head(s);
+    if (s->rec) {
+        switch (m->type) {
+        case 'D':
+            if (!s->n_meng) /* masked rows are recorded as rewritten, below */
+                rec_row(s, m->body, m->body_len);
+            break;
+        case 'C':
+            rec_complete(s, m);
+            break;
+        case 'E':
+            rec_upstream_error(s, m);
+            break;
+        default:
+            break;
+        }
+    }
     switch (m->type) {
     case 'T':
         row_desc(s, m);
@@ -1415,6 +1635,8 @@ static void server_msg(sess_t *s, const al_pg_msg_t *m)
         if (s->n_meng) {
             bool failed;
             if (mask_row(s, m, &failed)) {
+                if (s->rec)
+                    rec_row(s, (const uint8_t *)s->pw->mrow.p + 5, s->pw->mrow.len - 5);
                 send_bytes(s, true, s->pw->mrow.p, s->pw->mrow.len);
                 return;
             }
@@ -1422,6 +1644,8 @@ static void server_msg(sess_t *s, const al_pg_msg_t *m)
                 fatal(s, "XX000", "airlock: masking failed; the session is closed", NULL);
                 return;
             }
+            if (s->rec)
+                rec_row(s, m->body, m->body_len);
         }
         break;
     case 'Z': {
@@ -1708,6 +1932,7 @@ static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         return;
     }
     al_sess_bytes(s->reg, 0, (uint64_t)n);
+    s->bytes_down += (uint64_t)n;
     const uint8_t *p = (const uint8_t *)b->base;
     size_t len = (size_t)n;
     if (s->up_ssl_wait && len) {
@@ -1908,6 +2133,7 @@ static void verified(sess_t *s, al_tok_status_t st, al_principal_t *p,
         return;
     }
     s->principal = al_principal_ref(p);
+    al_rec_identify(s->rec, &(al_rec_who_t){p->agent, p->sub, p->iss});
     s->verified_gen = s->pw->w->snap->gen;
     s->rev_gen = al_revset_gen(s->pw->w->revoked);
     s->valid_until = p->exp;
@@ -2097,6 +2323,17 @@ static void startup_msg(sess_t *s, const al_pg_msg_t *m)
             return;
         }
         s->st = S_PASSWORD;
+        al_buf_t *rb = al_rec_begin(s->rec, "startup");
+        if (rb) {
+            al_rec_str(rb, "user", s->su.user.p, s->su.user.len);
+            if (s->su.database.p)
+                al_rec_str(rb, "database", s->su.database.p, s->su.database.len);
+            for (size_t i = 0; i < s->su.nparams; i++)
+                if (al_str_eq_c(s->su.params[i].name, "application_name"))
+                    al_rec_str(rb, "application_name", s->su.params[i].value.p,
+                               s->su.params[i].value.len);
+            al_rec_end(s->rec);
+        }
         al_buf_t b;
         al_buf_init(&b);
         if (s->target->sasl_oauthbearer) {
@@ -2224,6 +2461,7 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         return;
     }
     al_sess_bytes(s->reg, (uint64_t)n, 0);
+    s->bytes_up += (uint64_t)n;
     if (s->ctls) {
         tls_in(s, true, (const uint8_t *)b->base, (size_t)n, client_feed);
         return;
@@ -2299,6 +2537,9 @@ static void on_connection(uv_stream_t *srv, int status)
     s->reg = al_sess_start(pw->w, &(al_sess_info_t){.id = s->session_id, .protocol = "postgres",
                                                     .target = l->target, .client = peer,
                                                     .kill = pg_kill, .sess = s});
+    s->rec = al_rec_open(pw->w->rt->recorder, pw->w->id,
+                         &(al_rec_meta_t){.session_id = s->session_id, .protocol = "postgres",
+                                          .target = l->target, .client = peer});
     uint8_t r[8];
     RAND_bytes(r, sizeof r);
     memcpy(&s->my_pid, r, 4);

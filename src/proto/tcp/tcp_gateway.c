@@ -47,6 +47,7 @@
 #include "proto/http/http_parser.h"
 #include "proto/tcp/tcp_connect.h"
 #include "proto/tcp/tcp_gateway.h"
+#include "record/record.h"
 #include "runtime/sessions.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -147,6 +148,8 @@ struct sess {
     char rule[128];
     pend_t *pend;
     bool counted;
+    bool rec_identified;
+    al_rec_t *rec;       /* recording: the CONNECT line and the close (record/record.h) */
     sess_t *next, **pprev;
 };
 
@@ -285,6 +288,10 @@ static void sess_close(sess_t *s)
     if (s->st == S_CLOSING)
         return;
     s->st = S_CLOSING;
+    al_rec_close(s->rec, &(al_rec_end_info_t){.reason = "connection closed",
+                                              .bytes_up = s->bytes_up,
+                                              .bytes_down = s->bytes_down});
+    s->rec = NULL;
     al_sess_end(&s->reg);
     if (s->pend) {
         s->pend->s = NULL;
@@ -476,9 +483,24 @@ static void respond_reason(sess_t *s, int status, const char *extra, const char 
 }
 
 /* {"error": error, "rule": rule|null, "message": message, "reason": reason} */
+static void rec_tunnel(sess_t *s, const char *decision, const char *rule, const char *reason)
+{
+    al_buf_t *b = al_rec_begin(s->rec, "tunnel");
+    if (!b)
+        return;
+    al_rec_cstr(b, "upstream", s->authority);
+    al_rec_cstr(b, "decision", decision);
+    if (rule)
+        al_rec_cstr(b, "rule", rule);
+    if (reason)
+        al_rec_cstr(b, "reason", reason);
+    al_rec_end(s->rec);
+}
+
 static void respond_denied(sess_t *s, const char *error, const char *rule, const char *message,
                            const char *reason)
 {
+    rec_tunnel(s, "deny", rule, reason);
     al_buf_t j;
     al_buf_init(&j);
     al_buf_puts(&j, "{\"error\":");
@@ -598,6 +620,10 @@ static void verify_token(sess_t *s)
     s->principal = p;
     s->verified_gen = w->snap->gen;
     al_sess_identify(s->reg, p);
+    if (!s->rec_identified) {
+        al_rec_identify(s->rec, &(al_rec_who_t){p->agent, p->sub, p->iss});
+        s->rec_identified = true;
+    }
     al_sess_action(s->reg);
     decide(s);
 }
@@ -876,6 +902,15 @@ static void decide(sess_t *s)
         respond_denied(s, approve ? "approval_required" : "denied", rule, msg, v.reason);
         return;
     }
+    if (al_recorder_refusing(w->rt->recorder)) {
+        /* recordings.on_failure: refuse (docs/recordings.md) */
+        audit_refusal(s, AL_AUDIT_KIND_DECISION, "deny", rule, "recording_failed", "503");
+        respond_denied(s, "recording_failed", rule,
+                       "session recording failed; the tunnel is refused "
+                       "(recordings.on_failure: refuse)", "recording_failed");
+        return;
+    }
+    rec_tunnel(s, "allow", rule, NULL);
     snprintf(s->rule, sizeof s->rule, "%s", rule ? rule : "");
     al_audit_event_t ev;
     fill_event(s, &ev, AL_AUDIT_KIND_DECISION);
@@ -1221,6 +1256,9 @@ static void on_connection(uv_stream_t *srv, int status)
     s->reg = al_sess_start(tw->w, &(al_sess_info_t){.id = s->session_id, .protocol = "tcp",
                                                     .target = l->target, .client = peer,
                                                     .kill = tcp_kill, .sess = s});
+    s->rec = al_rec_open(tw->w->rt->recorder, tw->w->id,
+                         &(al_rec_meta_t){.session_id = s->session_id, .protocol = "tcp",
+                                          .target = l->target, .client = peer});
     uv_timer_init(&tw->w->loop, &s->phase);
     uv_timer_init(&tw->w->loop, &s->ident);
     s->phase.data = s->ident.data = s;

@@ -44,6 +44,9 @@ static inline void tdir_remove(tdir_t *t)
 }
 
 static const char *const test_groups[] = {"bots", "readers"};
+static const char test_recording[] = "2024/07/03/0190f5c2-7d3a-7b4e-8c1d-2e3f4a5b6c7d.jsonl.gz";
+static const char test_recording_sha[] =
+    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 static const char *const test_tables[] = {"public.orders", "customers"};
 
 /* Every field set, so a round trip checks them all. */
@@ -75,6 +78,8 @@ static inline void full_event(al_audit_event_t *ev)
     ev->error = "";
     ev->bytes_up = 345;
     ev->bytes_down = 67890;
+    ev->recording = test_recording;
+    ev->recording_sha256 = test_recording_sha;
 }
 
 /* A second, independent connection (not the library's). */

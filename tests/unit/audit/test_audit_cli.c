@@ -8,7 +8,9 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
+#include <sys/stat.h>
 
 #include "audit_test.h"
 #include "cli/cli.h"
@@ -230,10 +232,325 @@ static void test_verify_and_query(void **st)
     tdir_remove(&t);
 }
 
+/* ---- recordings ---------------------------------------------------------------- */
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(p) : unlink(p);
+}
+
+static void rm_tree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+#define SID1 "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b"
+#define SID2 "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c"
+#define REL1 "2026/11/23/" SID1 ".jsonl.gz"
+#define REL2 "2026/11/23/" SID2 ".jsonl.gz"
+
+/* Writes <base>/<rel> and returns its SHA-256 in hex. */
+static void put_recording(const char *base, const char *rel, const char *content, char hex[65])
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", base, rel);
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    assert_int_equal(al_mkdir_p(p, 0700), AL_OK);
+    *slash = '/';
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+    uint8_t h[32];
+    al_sha256(content, strlen(content), h);
+    al_hex(h, 32, hex);
+}
+
+static void add_rec_event(al_audit_t *a, const char *kind, const char *sid, const char *rel,
+                          const char *sha)
+{
+    al_audit_event_t ev;
+    al_audit_event_init(&ev);
+    ev.kind = kind;
+    ev.session_id = sid;
+    ev.protocol = "postgres";
+    ev.target = "orders-db";
+    bool removal = !strcmp(kind, AL_AUDIT_KIND_RECORDING);
+    ev.action = al_str_c(removal ? "remove" : "session");
+    ev.reason = removal ? "retention: older than 90d" : "client closed";
+    ev.recording = rel;
+    ev.recording_sha256 = sha;
+    char err[AL_AUDIT_ERR_SIZE];
+    if (al_audit_write_sync(a, &ev, NULL, err, sizeof err) != AL_OK)
+        fail_msg("%s", err);
+}
+
+static void test_verify_recordings(void **st)
+{
+    (void)st;
+    tdir_t t;
+    tdir_make(&t);
+    char cfg[128], recdir[128], p[512], h1[65], h2[65];
+    write_config(&t, cfg, sizeof cfg);
+    snprintf(recdir, sizeof recdir, "%s/recordings", t.dir);
+    run_t *r = calloc(1, sizeof *r);
+    const char *verify[] = {"audit", "verify", "-c", cfg};
+
+    al_audit_t *a = writer_for(cfg);
+    add(a, "report-bot", "allow", "public.orders", "SELECT 1");
+    /* no session events: as before, nothing said about recordings */
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 0);
+    assert_null(strstr(r->out, "recording"));
+
+    put_recording(recdir, REL1, "{\"type\":\"session\"}\n", h1);
+    add_rec_event(a, "session_end", SID1, REL1, h1); /* seq 2 */
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 0);
+    assert_non_null(strstr(r->out, "audit chain intact: 2 events"));
+    assert_non_null(strstr(r->out, "recordings intact: 1 checked, 0 removed by retention"));
+
+    /* one byte changed */
+    snprintf(p, sizeof p, "%s/%s", recdir, REL1);
+    FILE *f = fopen(p, "r+");
+    assert_non_null(f);
+    fputc('X', f);
+    fclose(f);
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "audit chain intact: 2 events"));
+    assert_non_null(strstr(r->out, "recording changed: " REL1 " (session " SID1 ", audit seq 2)\n"));
+    assert_non_null(strstr(r->out, "recordings: 1 problem; 0 checked intact"));
+
+    /* a link in its place, even to the right content */
+    char elsewhere[512];
+    snprintf(elsewhere, sizeof elsewhere, "%s/elsewhere.gz", t.dir);
+    put_recording(t.dir, "elsewhere.gz", "{\"type\":\"session\"}\n", h2);
+    assert_string_equal(h1, h2);
+    unlink(p);
+    assert_int_equal(symlink(elsewhere, p), 0);
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "recording changed: " REL1 " (session " SID1 ", audit seq 2): "
+                                   "a symbolic link or not a regular file"));
+    /* ... or a linked day directory */
+    unlink(p);
+    snprintf(p, sizeof p, "%s/2026/11/23", recdir);
+    rmdir(p);
+    char day[512];
+    snprintf(day, sizeof day, "%s/day", t.dir);
+    put_recording(day, SID1 ".jsonl.gz", "{\"type\":\"session\"}\n", h2);
+    assert_int_equal(symlink(day, p), 0);
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "recording changed: " REL1));
+    unlink(p);
+
+    /* missing (the day directory too) */
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "recording missing: " REL1 " (session " SID1 ", audit seq 2)\n"));
+    /* --recordings points elsewhere: there it is */
+    char other[128];
+    snprintf(other, sizeof other, "%s/copy", t.dir);
+    put_recording(other, REL1, "{\"type\":\"session\"}\n", h2);
+    const char *v_other[] = {"audit", "verify", "-c", cfg, "--recordings", other};
+    run(&t, r, 6, v_other);
+    assert_int_equal(r->rc, 0);
+    assert_non_null(strstr(r->out, "recordings intact: 1 checked"));
+    assert_non_null(strstr(r->out, other));
+
+    /* a later removal by retention, with the same hash, excuses it */
+    add_rec_event(a, "recording", NULL, REL1, h1); /* seq 3 */
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 0);
+    assert_non_null(strstr(r->out, "recordings intact: 0 checked, 1 removed by retention"));
+
+    /* a removal BEFORE the session does not; nor one with another hash */
+    put_recording(recdir, REL2, "second", h2);
+    add_rec_event(a, "recording", NULL, REL2, h2);  /* seq 4, before the session */
+    add_rec_event(a, "session_end", SID2, REL2, h2);    /* seq 5 */
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 0);
+    assert_non_null(strstr(r->out, "recordings intact: 1 checked, 1 removed by retention"));
+    add_rec_event(a, "recording", NULL, REL2, h1);  /* seq 6: another hash */
+    run(&t, r, 4, verify);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "recording changed before removal: " REL2 " (session " SID2
+                                   ", audit seq 5): removed at audit seq 6\n"));
+
+    /* untrusted paths are refused before they reach the file system, and
+     * shown without control bytes */
+    static const char *const bad[] = {
+        "../../etc/passwd", "/etc/passwd", "2026/11/23/../../../../etc/passwd",
+        "2026/11/23/" SID1 ".jsonl.gz/..", "2026/11/23/" SID1 ".txt", "2026/1/23/" SID1 ".jsonl.gz",
+        "2026/11/23/sub/" SID1 ".jsonl.gz", "2026/11/23/\x1b[2J-3d4-7e5f-8a6b-7c8d9e0f1a2b.jsonl.gz",
+        "",
+    };
+    for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++) {
+        char sha[65];
+        put_recording(t.dir, "x", "y", sha);
+        tdir_t t2;
+        tdir_make(&t2);
+        char cfg2[128];
+        write_config(&t2, cfg2, sizeof cfg2);
+        al_audit_t *a2 = writer_for(cfg2);
+        add_rec_event(a2, "session_end", SID1, bad[i], sha);
+        al_audit_close(&a2);
+        const char *v2[] = {"audit", "verify", "-c", cfg2};
+        run(&t2, r, 4, v2);
+        if (r->rc != 1 || !strstr(r->out, "recording path invalid: "))
+            fail_msg("case %zu (%s): rc %d, %s", i, bad[i], r->rc, r->out);
+        assert_null(strchr(r->out, 0x1b));
+        rm_tree(t2.dir);
+    }
+    assert_non_null(strstr(r->out, "recording path invalid:  (session " SID1 ", audit seq 1)"));
+
+    /* a hash that is not 64 lower-case hex digits */
+    tdir_t t3;
+    tdir_make(&t3);
+    char cfg3[128];
+    write_config(&t3, cfg3, sizeof cfg3);
+    al_audit_t *a3 = writer_for(cfg3);
+    snprintf(p, sizeof p, "%s/recordings", t3.dir);
+    put_recording(p, REL1, "z", h2);
+    for (char *c = h2; *c; c++)
+        if (*c >= 'a' && *c <= 'f')
+            *c = (char)(*c - 'a' + 'A');
+    add_rec_event(a3, "session_end", SID1, REL1, h2);
+    add_rec_event(a3, "session_end", SID1, REL1, NULL);
+    al_audit_close(&a3);
+    const char *v3[] = {"audit", "verify", "-c", cfg3};
+    run(&t3, r, 4, v3);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "recording hash invalid: " REL1 " (session " SID1 ", audit seq 1)"));
+    assert_non_null(strstr(r->out, "recording hash invalid: " REL1 " (session " SID1 ", audit seq 2)"));
+    assert_non_null(strstr(r->out, "recordings: 2 problems"));
+    /* --store alone: the recordings beside the store */
+    const char *v4[] = {"audit", "verify", "--store", t3.db};
+    run(&t3, r, 4, v4);
+    assert_int_equal(r->rc, 1);
+    assert_non_null(strstr(r->out, "recording hash invalid"));
+    rm_tree(t3.dir);
+
+    al_audit_close(&a);
+    rm_tree(t.dir);
+    free(r);
+}
+
+/* ---- the library: callback order, and retention racing with verify ------------- */
+
+typedef struct seen {
+    al_audit_rec_problem_t what[8];
+    int64_t seq[8];
+    size_t n;
+} seen_t;
+
+static void on_problem(void *ud, al_audit_rec_problem_t what, int64_t seq, const char *line)
+{
+    seen_t *s = ud;
+    assert_true(s->n < 8);
+    assert_non_null(strstr(line, al_audit_rec_problem_str(what)));
+    s->what[s->n] = what;
+    s->seq[s->n++] = seq;
+}
+
+/* A store that appends a removal event when the second walk starts: what
+ * a gateway's retention does when it runs while verify walks. */
+typedef struct racing {
+    al_audit_store_t base;
+    al_audit_store_t *inner;
+    int walks;
+    const char *rel, *sha;
+} racing_t;
+
+static int racing_iterate(al_audit_store_t *b, int64_t after, al_audit_row_cb cb, void *ud,
+                          char *err, size_t cap)
+{
+    racing_t *s = (racing_t *)b;
+    if (++s->walks == 2) {
+        al_audit_event_t ev;
+        al_audit_event_init(&ev);
+        snprintf(ev.id, sizeof ev.id, "0193a1b2-c3d4-7e5f-8a6b-000000000001");
+        ev.time_us = 1795452001000000;
+        ev.kind = AL_AUDIT_KIND_RECORDING;
+        ev.recording = s->rel;
+        ev.recording_sha256 = s->sha;
+        const al_audit_event_t *evs[] = {&ev};
+        assert_int_equal(s->inner->ops->append(s->inner, evs, 1, err, cap), AL_OK);
+    }
+    return s->inner->ops->iterate(s->inner, after, cb, ud, err, cap);
+}
+
+static void test_verify_recordings_lib(void **st)
+{
+    (void)st;
+    tdir_t t;
+    tdir_make(&t);
+    char cfg[128], recdir[128], h1[65], h2[65];
+    write_config(&t, cfg, sizeof cfg);
+    snprintf(recdir, sizeof recdir, "%s/recordings", t.dir);
+    al_audit_t *a = writer_for(cfg);
+    put_recording(recdir, REL1, "one", h1);
+    put_recording(recdir, REL2, "two", h2);
+    add_rec_event(a, "session_end", SID1, "../x", h1);         /* 1: invalid */
+    add_rec_event(a, "session_end", SID2, REL2, h1);           /* 2: changed */
+    add_rec_event(a, "session", SID1, REL1, h1);           /* 3: ok (any kind counts) */
+    add_rec_event(a, "session_end", SID1, "2026/11/24/" SID1 ".jsonl.gz", h1); /* 4: missing */
+    al_audit_close(&a);
+
+    al_audit_store_t *s = NULL;
+    char err[AL_AUDIT_ERR_SIZE];
+    assert_int_equal(al_audit_store_open(t.db, NULL, false, &s, err, sizeof err), AL_OK);
+    seen_t seen = {0};
+    al_audit_rec_verify_t v;
+    assert_int_equal(al_audit_verify_recordings(s, recdir, on_problem, &seen, &v, err, sizeof err),
+                     AL_OK);
+    assert_int_equal(v.named, 4);
+    assert_int_equal(v.checked, 1);
+    assert_int_equal(v.removed, 0);
+    assert_int_equal(v.problems, 3);
+    assert_int_equal(seen.n, 3);
+    assert_int_equal(seen.what[0], AL_AUDIT_REC_PATH_INVALID);
+    assert_int_equal(seen.seq[0], 1);
+    assert_int_equal(seen.what[1], AL_AUDIT_REC_CHANGED);
+    assert_int_equal(seen.seq[1], 2);
+    assert_int_equal(seen.what[2], AL_AUDIT_REC_MISSING);
+    assert_int_equal(seen.seq[2], 4);
+
+    /* retention removes REL2 while verify walks: its removal event lands
+     * after the first walk, and the file is gone; no false alarm for it */
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", recdir, REL2);
+    unlink(p);
+    al_audit_store_ops_t ops = *s->ops;
+    ops.iterate = racing_iterate;
+    racing_t rs = {.base = {.ops = &ops, .where = s->where}, .inner = s, .rel = REL2, .sha = h1};
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(al_audit_verify_recordings(&rs.base, recdir, on_problem, &seen, &v, err,
+                                                sizeof err), AL_OK);
+    assert_true(rs.walks >= 3);
+    assert_int_equal(v.removed, 1);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.what[0], AL_AUDIT_REC_PATH_INVALID);
+    assert_int_equal(seen.what[1], AL_AUDIT_REC_MISSING);
+    assert_int_equal(seen.seq[1], 4);
+
+    /* an unreadable recordings directory is an error, not "missing" */
+    char notdir[128];
+    snprintf(notdir, sizeof notdir, "%s/audit.db", t.dir);
+    assert_int_equal(al_audit_verify_recordings(s, notdir, NULL, NULL, &v, err, sizeof err), AL_ERR);
+    assert_non_null(strstr(err, "recordings directory"));
+    al_audit_store_close(&s);
+    rm_tree(t.dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_verify_and_query),
+        cmocka_unit_test(test_verify_recordings),
+        cmocka_unit_test(test_verify_recordings_lib),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -60,6 +60,53 @@ static void test_chain_known_answer(void **st)
     al_buf_free(&b);
 }
 
+/* Fields added later (schema 2: bytes; schema 3: recording) are appended
+ * only when set: an event without them hashes as before (the answer above,
+ * computed before they existed), and with them as the documented form
+ * says (same independent script). */
+static void test_chain_known_answer_later_fields(void **st)
+{
+    (void)st;
+    static const struct {
+        int64_t up, down;
+        const char *rec, *sha;
+        size_t len;
+        const char *hash;
+    } cases[] = {
+        {-1, -1, NULL, NULL, 276, "aa54be526ea8f2dfcab3cb5cf8a586a71f134ed9db4804cc05dda81d53276255"},
+        {345, 67890, NULL, NULL, 292,
+         "cc2707cd1d6daad866b783148dca7c8378c0f37d680c6a35c4953d1bc073a0a5"},
+        {-1, -1, "2024/07/03/0190f5c2-7d3a-7b4e-8c1d-2e3f4a5b6c7d.jsonl.gz",
+         "abababababababababababababababababababababababababababababababab", 421,
+         "474c0e907741bc41f187e52fa87ad73625c69b7288e55fa0138c127959d138cb"},
+        {345, 67890, "2024/07/03/0190f5c2-7d3a-7b4e-8c1d-2e3f4a5b6c7d.jsonl.gz",
+         "abababababababababababababababababababababababababababababababab", 421,
+         "ac33c6312a3e847e55d5e56f717d928fc46ad6bfd2dd31739a9af3173cfe2753"},
+    };
+    al_buf_t b;
+    al_buf_init(&b);
+    for (size_t i = 0; i < AL_ARRAY_LEN(cases); i++) {
+        al_audit_event_t ev;
+        kat_event(&ev);
+        if (cases[i].rec)
+            ev.kind = "session";
+        ev.bytes_up = cases[i].up;
+        ev.bytes_down = cases[i].down;
+        ev.recording = cases[i].rec;
+        ev.recording_sha256 = cases[i].sha;
+        al_buf_reset(&b);
+        assert_int_equal(al_audit_canonical(&ev, &b), AL_OK);
+        if (b.len != cases[i].len)
+            fail_msg("case %zu: canonical length %zu, want %zu", i, b.len, cases[i].len);
+        uint8_t zero[32] = {0}, h[32];
+        char hx[65];
+        assert_int_equal(al_audit_chain_hash(zero, &ev, &b, h), AL_OK);
+        hex_of(h, hx);
+        assert_string_equal(hx, cases[i].hash);
+    }
+    al_buf_free(&b);
+}
+
 static void hash_of(const al_audit_event_t *ev, uint8_t out[32])
 {
     al_buf_t b;
@@ -84,7 +131,7 @@ static void test_canonical_covers_every_field(void **st)
     static const char *const t2[] = {"public.orders"};
     static const char *const split_a[] = {"ab"};
     static const char *const split_b[] = {"a", "b"};
-    for (int f = 0; f < 30; f++) {
+    for (int f = 0; f < 34; f++) {
         ev = base;
         switch (f) {
         case 0: ev.id[0] = 'y'; break;
@@ -117,11 +164,28 @@ static void test_canonical_covers_every_field(void **st)
         case 27: ev.groups = split_a; ev.n_groups = 1; break;
         case 28: ev.rows = -1; break;
         case 29: ev.n_tables = 0; break;
+        case 30: ev.recording = NULL; break;
+        case 31: ev.recording_sha256 = NULL; break;
+        case 32: ev.recording = ""; break;
+        case 33: ev.recording = NULL; ev.recording_sha256 = NULL; break;
         }
         hash_of(&ev, h);
         if (!memcmp(h, h0, 32))
             fail_msg("changing field case %d left the hash unchanged", f);
     }
+    /* A recording with unknown byte counts differs from no recording with
+     * any byte counts, and the recording fields cannot trade places. */
+    ev = base;
+    ev.bytes_up = ev.bytes_down = -1;
+    hash_of(&ev, h0);
+    ev.recording = ev.recording_sha256 = NULL;
+    hash_of(&ev, h);
+    assert_true(memcmp(h, h0, 32) != 0);
+    ev = base;
+    ev.recording = base.recording_sha256;
+    ev.recording_sha256 = base.recording;
+    hash_of(&ev, h);
+    assert_true(memcmp(h, h0, 32) != 0);
     /* ["ab"] and ["a","b"] must not collide. */
     ev = base;
     ev.groups = split_a;
@@ -201,10 +265,15 @@ static void test_event_json(void **st)
                 json_real_value(json_object_get(j, "duration_ms")) < 12.346);
     assert_string_equal(json_string_value(json_object_get(j, "hash")),
                         "abababababababababababababababababababababababababababababababab");
+    assert_string_equal(json_string_value(json_object_get(j, "recording")), test_recording);
+    assert_string_equal(json_string_value(json_object_get(j, "recording_sha256")),
+                        test_recording_sha);
     static const char *const keys[] = {"id", "time", "session_id", "agent", "target", "protocol",
                                        "action", "class", "tables", "decision", "rule", "reason",
                                        "kind", "subject", "issuer", "approval_id", "ref_id",
-                                       "status", "error", "action_truncated", "prev_hash"};
+                                       "status", "error", "action_truncated", "prev_hash",
+                                       "bytes_up", "bytes_down", "recording",
+                                       "recording_sha256"};
     for (size_t i = 0; i < AL_ARRAY_LEN(keys); i++)
         if (!json_object_get(j, keys[i]))
             fail_msg("missing key %s", keys[i]);
@@ -219,6 +288,8 @@ static void test_event_json(void **st)
     assert_true(json_is_null(json_object_get(j, "agent")));
     assert_true(json_is_null(json_object_get(j, "rows")));
     assert_true(json_is_null(json_object_get(j, "action")));
+    assert_true(json_is_null(json_object_get(j, "recording")));
+    assert_true(json_is_null(json_object_get(j, "recording_sha256")));
     assert_null(json_object_get(j, "seq"));
     json_decref(j);
     al_buf_free(&b);
@@ -315,6 +386,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_known_answer),
+        cmocka_unit_test(test_chain_known_answer_later_fields),
         cmocka_unit_test(test_canonical_covers_every_field),
         cmocka_unit_test(test_uuid7),
         cmocka_unit_test(test_event_json),

@@ -120,6 +120,8 @@ static int check_full(void *ud, const al_audit_row_t *row)
     assert_str_or_null(g->status, w->status);
     assert_int_equal(g->duration_us, w->duration_us);
     assert_str_or_null(g->error, w->error);
+    assert_str_or_null(g->recording, w->recording);
+    assert_str_or_null(g->recording_sha256, w->recording_sha256);
     assert_int_equal(row->prev_len, 32);
     assert_int_equal(row->hash_len, 32);
     c->seen++;
@@ -168,6 +170,8 @@ static void test_round_trip_every_field(void **st)
     assert_non_null(strstr(b.p, "\"approval_id\":\"appr-7\""));
     assert_non_null(strstr(b.p, "\"duration_ms\":12.345"));
     assert_non_null(strstr(b.p, "\"bytes_up\":345,\"bytes_down\":67890"));
+    assert_non_null(strstr(b.p, "\"recording\":\"2024/07/03/0190f5c2-7d3a-7b4e-8c1d-2e3f4a5b6c7d"
+                                ".jsonl.gz\",\"recording_sha256\":\"9f86d081"));
     assert_int_equal(b.p[0], '[');
     al_buf_free(&b);
     al_audit_store_close(&s);
@@ -378,6 +382,10 @@ static void test_verify_detects_tampering(void **st)
         {"UPDATE audit_event SET bytes_down = 1 WHERE seq = 4", 4, "edited"},
         {"UPDATE audit_event SET bytes_up = NULL, bytes_down = NULL WHERE seq = 2", 2, "edited"},
         {"UPDATE audit_event SET tables = 'garbage' WHERE seq = 2", 2, "edited"},
+        {"UPDATE audit_event SET recording = '2024/07/03/x.jsonl.gz' WHERE seq = 3", 3, "edited"},
+        {"UPDATE audit_event SET recording_sha256 = NULL WHERE seq = 5", 5, "edited"},
+        {"UPDATE audit_event SET recording = NULL, recording_sha256 = NULL WHERE seq = 1", 1,
+         "edited"},
         {"UPDATE audit_event SET hash = x'00' WHERE seq = 2", 2, "edited"},
         /* deleted: the next event no longer links */
         {"DELETE FROM audit_event WHERE seq = 3", 4, "deleted"},
@@ -390,7 +398,8 @@ static void test_verify_detects_tampering(void **st)
          "seq - 99 WHERE seq > 100; INSERT INTO audit_event SELECT 3, id, time_us, kind, "
          "session_id, agent, subject, issuer, groups, groups_truncated, target, protocol, action, "
          "action_truncated, class, tables, tables_truncated, decision, rule, reason, "
-         "approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash, bytes_up, bytes_down FROM "
+         "approval_id, ref_id, rows, status, duration_us, error, prev_hash, hash, bytes_up, bytes_down, "
+         "recording, recording_sha256 FROM "
          "audit_event WHERE seq = 2", 3, "inserted"},
         /* edited and re-hashed, but the next event still points at the old hash */
         {"UPDATE audit_event SET hash = (SELECT hash FROM audit_event WHERE seq = 1) WHERE seq = 3",
@@ -431,11 +440,13 @@ static void test_schema1_upgrade(void **st)
     al_audit_event_t ev;
     full_event(&ev);
     ev.bytes_up = ev.bytes_down = -1; /* what a schema-1 writer could store */
+    ev.recording = ev.recording_sha256 = NULL;
     write_ok(a, &ev, NULL);
     write_ok(a, &ev, NULL);
     al_audit_close(&a);
     tamper(t.db, "ALTER TABLE audit_event DROP COLUMN bytes_up; ALTER TABLE audit_event DROP "
-                 "COLUMN bytes_down; PRAGMA user_version=1");
+                 "COLUMN bytes_down; ALTER TABLE audit_event DROP COLUMN recording; ALTER TABLE "
+                 "audit_event DROP COLUMN recording_sha256; PRAGMA user_version=1");
 
     al_audit_store_t *s = NULL;
     char err[AL_AUDIT_ERR_SIZE];
@@ -450,8 +461,142 @@ static void test_schema1_upgrade(void **st)
     assert_true(v.intact);
     assert_int_equal(v.events, 3);
     sqlite3 *db = db_open(t.db);
-    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(db_int(db, "SELECT count(*) FROM audit_event WHERE bytes_down = 67890"), 1);
+    assert_int_equal(db_int(db, "SELECT count(*) FROM audit_event WHERE recording IS NOT NULL"), 1);
+    sqlite3_close(db);
+    tdir_remove(&t);
+}
+
+/* Schema 2, exactly as the previous release created it. */
+static const char schema2_sql[] =
+    "PRAGMA journal_mode=WAL; PRAGMA application_id=1634888811;"
+    "CREATE TABLE audit_event ( seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+    " time_us INTEGER NOT NULL, kind TEXT, session_id TEXT, agent TEXT, subject TEXT, issuer TEXT,"
+    " groups TEXT NOT NULL, groups_truncated INTEGER NOT NULL,"
+    " target TEXT, protocol TEXT, action TEXT, action_truncated INTEGER NOT NULL, class TEXT,"
+    " tables TEXT NOT NULL, tables_truncated INTEGER NOT NULL,"
+    " decision TEXT, rule TEXT, reason TEXT, approval_id TEXT, ref_id TEXT,"
+    " rows INTEGER, status TEXT, duration_us INTEGER, error TEXT,"
+    " prev_hash BLOB NOT NULL, hash BLOB NOT NULL, bytes_up INTEGER, bytes_down INTEGER);"
+    "CREATE INDEX audit_event_agent ON audit_event(agent);"
+    "CREATE INDEX audit_event_target ON audit_event(target);"
+    "CREATE INDEX audit_event_time ON audit_event(time_us);"
+    "PRAGMA user_version=2;";
+
+/* Inserts ev into a schema-2 table the way a schema-2 writer did, with a
+ * hash from the same chain. */
+static void insert_v2(sqlite3 *db, int64_t seq, const al_audit_event_t *ev, uint8_t prev[32])
+{
+    uint8_t h[32];
+    al_buf_t b;
+    al_buf_init(&b);
+    assert_int_equal(al_audit_chain_hash(prev, ev, &b, h), AL_OK);
+    al_buf_free(&b);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+        "INSERT INTO audit_event(seq, id, time_us, kind, session_id, agent, groups, "
+        "groups_truncated, action, action_truncated, tables, tables_truncated, decision, rows, "
+        "duration_us, prev_hash, hash, bytes_up, bytes_down) "
+        "VALUES(?, ?, ?, ?, ?, ?, '[]', 0, ?, 0, '[]', 0, ?, NULL, NULL, ?, ?, ?, ?)", -1, &st,
+        NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_text(st, 2, ev->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, ev->time_us);
+    sqlite3_bind_text(st, 4, ev->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, ev->session_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, ev->agent, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, ev->action.p, (int)ev->action.len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, ev->decision, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 9, prev, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 10, h, 32, SQLITE_STATIC);
+    if (ev->bytes_up >= 0)
+        sqlite3_bind_int64(st, 11, ev->bytes_up);
+    if (ev->bytes_down >= 0)
+        sqlite3_bind_int64(st, 12, ev->bytes_down);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    memcpy(prev, h, 32);
+}
+
+/* A schema-2 store: read-only readers (verify, query, a copy on read-only
+ * media) read it as it is; the first writer upgrades it to 3 in one
+ * transaction; its events keep their hashes and the chain goes on. */
+static void test_schema2_upgrade(void **st)
+{
+    (void)st;
+    tdir_t t;
+    tdir_make(&t);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(t.db, &db), SQLITE_OK);
+    db_exec(db, schema2_sql);
+    uint8_t prev[32] = {0};
+    al_audit_event_t ev;
+    al_audit_event_init(&ev);
+    snprintf(ev.id, sizeof ev.id, "0190f5c2-7d3a-7b4e-8c1d-2e3f4a5b6c7d");
+    ev.time_us = 1720000000123456;
+    ev.kind = "decision";
+    ev.session_id = "old-1";
+    ev.agent = "report-bot";
+    ev.action = AL_STR("SELECT 1");
+    ev.decision = "allow";
+    insert_v2(db, 1, &ev, prev);
+    ev.bytes_up = 10;
+    ev.bytes_down = 20;
+    ev.time_us++;
+    insert_v2(db, 2, &ev, prev);
+    sqlite3_close(db);
+
+    /* read-only: reads and verifies the old schema as it is */
+    al_audit_verify_t v = verify_path(t.db);
+    assert_true(v.intact);
+    assert_int_equal(v.events, 2);
+    al_audit_store_t *s = open_ro(t.db);
+    rows_t r;
+    al_audit_filter_t f = {.session_id = "old-1"};
+    assert_int_equal(query_n(s, &f, &r), 2);
+    al_audit_store_close(&s);
+    db = db_open(t.db);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    sqlite3_close(db);
+
+    /* a writer upgrades in place */
+    al_audit_t *a = open_writer(t.db, NULL);
+    al_audit_event_t full;
+    full_event(&full);
+    char id[AL_AUDIT_ID_SIZE];
+    write_ok(a, &full, id);
+    al_audit_close(&a);
+    v = verify_path(t.db);
+    assert_true(v.intact);
+    assert_int_equal(v.events, 3);
+    db = db_open(t.db);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 3);
+    assert_int_equal(db_int(db, "SELECT count(*) FROM audit_event WHERE recording IS NULL"), 2);
+    sqlite3_close(db);
+    s = open_ro(t.db);
+    rt_check_t c = {.want = &full, .id = id};
+    char err[AL_AUDIT_ERR_SIZE];
+    assert_int_equal(al_audit_store_iterate(s, 2, check_full, &c, err, sizeof err), AL_OK);
+    assert_int_equal(c.seen, 1);
+    al_audit_store_close(&s);
+
+    /* a failed upgrade leaves schema 2 whole (one transaction): a column
+     * already there makes the second ALTER fail */
+    tdir_remove(&t);
+    tdir_make(&t);
+    assert_int_equal(sqlite3_open(t.db, &db), SQLITE_OK);
+    db_exec(db, schema2_sql);
+    db_exec(db, "ALTER TABLE audit_event ADD COLUMN recording_sha256 TEXT");
+    sqlite3_close(db);
+    al_audit_opts_t o = {.path = t.db};
+    a = NULL;
+    assert_int_equal(al_audit_open(&o, &a, err, sizeof err), AL_ERR);
+    assert_non_null(strstr(err, "cannot upgrade schema"));
+    db = db_open(t.db);
+    assert_int_equal(db_int(db, "PRAGMA user_version"), 2);
+    assert_int_equal(db_int(db, "SELECT count(*) FROM pragma_table_info('audit_event') WHERE "
+                                "name = 'recording'"), 0);
     sqlite3_close(db);
     tdir_remove(&t);
 }
@@ -770,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_verify_detects_tampering),
         cmocka_unit_test(test_chain_continues_across_reopen),
         cmocka_unit_test(test_schema1_upgrade),
+        cmocka_unit_test(test_schema2_upgrade),
         cmocka_unit_test(test_read_only_store_fails_every_event),
         cmocka_unit_test_teardown(test_read_only_filesystem_refused, unmount_teardown),
         cmocka_unit_test(test_disk_full_max_bytes),

@@ -87,6 +87,52 @@ static char *cwd_join(const char *rel)
 
 /* ---- defaults -------------------------------------------------------------------------- */
 
+static void test_recordings(void **state)
+{
+    (void)state;
+    al_config_t *c = load_ok("server: {}\n");
+    assert_true(c->recordings.enabled);
+    assert_true(c->recordings.retain == 90 * 86400.0);
+    assert_true(c->recordings.max_bytes == 0);
+    assert_int_equal(c->recordings.on_failure, 0);
+    assert_int_equal(c->recordings.max_rows, 100);
+    assert_int_equal(c->recordings.max_body_bytes, 65536);
+    al_config_free(c);
+    c = load_ok("recordings:\n  enabled: false\n  retain: 0\n  max_bytes: 50GiB\n"
+                "  on_failure: continue\n  max_rows: 0\n  redact_headers: [X-Api-Key]\n");
+    assert_false(c->recordings.enabled);
+    assert_true(c->recordings.retain == 0);
+    assert_true(c->recordings.max_bytes == 50.0 * 1073741824.0);
+    assert_int_equal(c->recordings.on_failure, 1);
+    assert_int_equal(c->recordings.n_redact_headers, 1);
+    al_config_free(c);
+    c = load_ok("recordings: { max_bytes: 1500, retain: 12h }\n");
+    assert_true(c->recordings.max_bytes == 1500);
+    assert_true(c->recordings.retain == 43200);
+    al_config_free(c);
+    c = load_ok("recordings: { max_bytes: 2MB }\n");
+    assert_true(c->recordings.max_bytes == 2e6);
+    al_config_free(c);
+    static const char *const bad[] = {"-1", "1.5GB", "10 XB", "GB", "1e9", "99999999999999999999"};
+    for (size_t i = 0; i < AL_ARRAY_LEN(bad); i++) {
+        char y[128];
+        snprintf(y, sizeof y, "recordings: { max_bytes: \"%s\" }\n", bad[i]);
+        al_config_errors_t e;
+        al_config_t *cfg = load(y, &e);
+        assert_null(cfg);
+        assert_int_equal(e.n, 1);
+        assert_non_null(strstr(e.msgs[0], "recordings.max_bytes is not a size"));
+        al_config_errors_free(&e);
+    }
+    al_config_errors_t e;
+    assert_null(load("recordings: { on_failure: drop }\n", &e));
+    assert_int_equal(e.n, 1);
+    al_config_errors_free(&e);
+    assert_null(load("recordings: { retain: forever }\n", &e));
+    assert_int_equal(e.n, 1);
+    al_config_errors_free(&e);
+}
+
 static void test_empty_file_defaults(void **state)
 {
     static const char *const empties[] = {"", "\n", "# only a comment\n", "---\n", "~\n",
@@ -658,7 +704,7 @@ static void test_aliases_anchors_tags(void **state)
     /* an alias used as a key is refused too, without a second message */
     ERRS("a: &k x\n*k : 1\n",
          "t.yaml:1:1: unknown key 'a' in the config; the keys allowed here are server, "
-         "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, approvals, masking, mask_key_env, mask_key_file",
+         "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, approvals, recordings, masking, mask_key_env, mask_key_file",
          "t.yaml:1:4: YAML anchors ('&k') are not supported; write the value out in full",
          "t.yaml:2:1: YAML aliases are not supported ('*k'); write the value out in full");
 }
@@ -701,7 +747,7 @@ static void test_depth_limit(void **state)
 {
     char *ok = nested(AL_CONFIG_MAX_DEPTH);
     ERRS(ok, "t.yaml:1:1: unknown key 'x' in the config; the keys allowed here are server, "
-             "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, approvals, masking, mask_key_env, mask_key_file");
+             "dev_issuer, dev_token_max_ttl, issuers, agents, targets, policies, admin, audit, approvals, recordings, masking, mask_key_env, mask_key_file");
     free(ok);
     char *deep = nested(AL_CONFIG_MAX_DEPTH + 1);
     ERRS(deep, "t.yaml:1:35: nesting deeper than 32 levels is not supported; flatten the "
@@ -794,7 +840,7 @@ static void test_error_cap(void **state)
     assert_int_equal(e.n, 1001);
     assert_string_equal(e.msgs[0], "t.yaml:1:1: unknown key 'k0' in the config; the keys "
                                    "allowed here are server, dev_issuer, dev_token_max_ttl, "
-                                   "issuers, agents, targets, policies, admin, audit, approvals, masking, mask_key_env, mask_key_file");
+                                   "issuers, agents, targets, policies, admin, audit, approvals, recordings, masking, mask_key_env, mask_key_file");
     assert_string_equal(e.msgs[1000], "t.yaml: too many errors; stopped after the first 1000");
     al_config_errors_free(&e);
     al_buf_free(&b);
@@ -897,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_type_errors),
+        cmocka_unit_test(test_recordings),
         cmocka_unit_test(test_empty_values),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_duplicate_names),
