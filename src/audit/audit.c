@@ -44,7 +44,7 @@ struct al_audit {
     atomic_size_t depth;     /* accepted and not yet completed (queue + batch) */
     atomic_int entering;     /* producers inside submit() */
     atomic_bool closing;
-    atomic_bool waiting;     /* the writer is asleep or about to be */
+    atomic_int waiting;      /* the writer is asleep or about to be: SLEEP_* */
 
     pthread_mutex_t lock;    /* only for sleeping and waking the writer */
     pthread_cond_t cond;
@@ -229,9 +229,12 @@ static item_t *copy_event(const al_audit_t *a, const al_audit_event_t *ev)
 
 /* ---- submission --------------------------------------------------------------- */
 
+/* What the writer waits for (a->waiting). */
+enum { SLEEP_NONE = 0, SLEEP_IDLE, SLEEP_GATHER };
+
 static void wake(al_audit_t *a)
 {
-    if (!atomic_load(&a->waiting))
+    if (atomic_load(&a->waiting) == SLEEP_NONE)
         return;
     pthread_mutex_lock(&a->lock);
     pthread_cond_signal(&a->cond);
@@ -267,9 +270,13 @@ static int enqueue(al_audit_t *a, const al_audit_event_t *ev, al_audit_done_cb c
     if (id_out)
         memcpy(id_out, it->ev.id, AL_AUDIT_ID_SIZE);
     push(a, it);
-    /* Strict events want the writer now. Async ones only when they are the
-     * first (the writer starts its flush timer) or fill a batch. */
-    if (cb || prev == 0 || prev + 1 >= a->o.max_batch)
+    /* Strict events want the writer now. Async ones when the writer sleeps
+     * with nothing to do (it then starts its flush timer) or when they fill
+     * a batch; while it gathers a batch its timer is enough. Not decided on
+     * `depth`: an event pushed while the previous batch commits counts that
+     * batch in prev, and the writer may have found the queue empty and gone
+     * to sleep before this push (a lost wake-up). */
+    if (cb || atomic_load(&a->waiting) == SLEEP_IDLE || prev + 1 >= a->o.max_batch)
         wake(a);
     rc = AL_OK;
 out:
@@ -372,7 +379,7 @@ static bool writer_wait(al_audit_t *a, uint64_t deadline_ns)
     if (!stop) {
         /* Set waiting before looking at the queue: a producer pushes before
          * it reads waiting, so one of us sees the other (seq_cst). */
-        atomic_store(&a->waiting, true);
+        atomic_store(&a->waiting, deadline_ns ? SLEEP_GATHER : SLEEP_IDLE);
         if (queue_empty(a)) {
             if (deadline_ns) {
                 struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000u),
@@ -382,7 +389,7 @@ static bool writer_wait(al_audit_t *a, uint64_t deadline_ns)
                 pthread_cond_wait(&a->cond, &a->lock);
             }
         }
-        atomic_store(&a->waiting, false);
+        atomic_store(&a->waiting, SLEEP_NONE);
         stop = a->stop;
     }
     pthread_mutex_unlock(&a->lock);
