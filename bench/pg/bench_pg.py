@@ -190,10 +190,10 @@ policies:
                                 f"admin_listen: 127.0.0.1:{radm}")
             open(cfg2, "w").write(text + "recordings: { enabled: false }\n")
             rlog = open(os.path.join(adir, "airlock-norec.log"), "w")
-            procs.append(subprocess.Popen([BIN, "serve", "-c", cfg2], env=env, stdout=rlog,
-                                          stderr=rlog))
+            rp = subprocess.Popen([BIN, "serve", "-c", cfg2], env=env, stdout=rlog, stderr=rlog)
+            procs.append(rp)
             wait_port(rport)
-            record_compare(base, rport, aport, token, adir)
+            record_compare(base, (rport, rp.pid), (aport, ap.pid), token, adir)
             return
         routes = {"direct": (pgport, password), "pgbouncer": (bport, password),
                   "airlock": (aport, token)}
@@ -290,29 +290,39 @@ def mask_compare(base, port_off, port_on, token, airlock_pid):
           f"(worst {worst * 100:.1f}%)")
 
 
-def record_compare(base, port_off, port_on, token, adir):
+def cpu_s(pid):
+    """User + system CPU seconds of a process (every thread)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def record_compare(base, off, on, token, adir):
     """Recording off vs on: pgbench -S through each gateway, alternating,
-    BENCH_PG_RECORD_REPS runs each; medians."""
+    BENCH_PG_RECORD_REPS runs each; medians of TPS, p99 and airlock's CPU
+    time per transaction (the recorder thread included)."""
     reps = int(os.environ.get("BENCH_PG_RECORD_REPS", "3"))
     print(f"pgbench -S (select only), {SECS} s per run, {reps} alternating runs, medians; "
-          "recording off / on")
-    print(f"{'mode':8} {'c':>3} {'off tps':>9} {'p99 ms':>7} {'on tps':>9} {'p99 ms':>7} "
-          f"{'drop':>6}   runs off / on")
+          "recording off / on; cpu = airlock CPU µs per transaction")
+    print(f"{'mode':8} {'c':>3} {'off tps':>9} {'p99 ms':>7} {'cpu':>5} {'on tps':>9} "
+          f"{'p99 ms':>7} {'cpu':>5} {'drop':>6}   runs off / on")
     worst = 0.0
     for mode in ("simple", "prepared"):
         for c in (1, 8):
             runs = {"off": [], "on": []}
             for _ in range(reps):
-                for name, port in (("off", port_off), ("on", port_on)):
-                    runs[name].append(run_pgbench(base, port, token, "select", mode, c))
-            med = {k: (statistics.median(t for t, _ in v), statistics.median(p for _, p in v))
+                for name, (port, pid) in (("off", off), ("on", on)):
+                    c0 = cpu_s(pid)
+                    tps, p99 = run_pgbench(base, port, token, "select", mode, c)
+                    runs[name].append((tps, p99, (cpu_s(pid) - c0) / (tps * SECS) * 1e6))
+            med = {k: [statistics.median(r[i] for r in v) for i in range(3)]
                    for k, v in runs.items()}
             drop = 1 - med["on"][0] / med["off"][0]
             worst = max(worst, drop)
             print(f"{mode:8} {c:3} {med['off'][0]:9.0f} {med['off'][1]:7.2f} "
-                  f"{med['on'][0]:9.0f} {med['on'][1]:7.2f} {drop * 100:5.1f}%   " +
-                  " ".join(f"{t:.0f}" for t, _ in runs["off"]) + " / " +
-                  " ".join(f"{t:.0f}" for t, _ in runs["on"]), flush=True)
+                  f"{med['off'][2]:5.0f} {med['on'][0]:9.0f} {med['on'][1]:7.2f} "
+                  f"{med['on'][2]:5.0f} {drop * 100:5.1f}%   " +
+                  " ".join(f"{r[0]:.0f}" for r in runs["off"]) + " / " +
+                  " ".join(f"{r[0]:.0f}" for r in runs["on"]), flush=True)
     files = glob.glob(os.path.join(adir, "var", "recordings", "*", "*", "*", "*"))
     size = sum(os.path.getsize(f) for f in files)
     print(f"recordings written: {len(files)} files, {size / 1e6:.1f} MB (compressed)")

@@ -750,7 +750,7 @@ static int compress_file(const char *src, const char *dst, char hex[65])
     int rc = AL_ERR, e = EIO;
     static _Thread_local uint8_t ibuf[1 << 16], obuf[1 << 16];
     if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
-        deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        deflateInit2(&z, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         goto out;
     for (;;) {
         ssize_t n = read(in, ibuf, sizeof ibuf);
