@@ -466,9 +466,14 @@ def test_disk_full(env, mode):
                                              + e.g.logs())
                 assert refused.sqlstate == "58030"
                 assert "recording" in str(refused) and "on_failure" in str(refused)
-                # still refused while full
+                # still refused while full, on every protocol
                 with pytest.raises(psycopg.Error):
                     c.execute("SELECT 1")
+                hr = requests.get(f"http://127.0.0.1:{e.httpport}/x",
+                                  headers={"Authorization": "Bearer " + tok}, timeout=WAIT)
+                assert hr.status_code == 503, hr.text
+                assert hr.json()["error"] == "recording_failed"
+                assert "on_failure" in hr.json()["reason"]
                 # space again: the recorder retries and actions pass
                 os.unlink(filler)
                 deadline = time.time() + WAIT
