@@ -300,6 +300,17 @@ fail:
     return false;
 }
 
+/* Decimal digits of v into the end of tmp[24]; returns the first digit. */
+static char *u64_dec(uint64_t v, char tmp[24])
+{
+    char *p = tmp + 24;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p;
+}
+
 static void put_key(al_buf_t *b, const char *key)
 {
     if (!key)
@@ -328,8 +339,10 @@ void al_rec_int(al_buf_t *b, const char *key, int64_t v)
 {
     put_key(b, key);
     char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%" PRId64, v);
-    al_buf_append(b, tmp, (size_t)n);
+    if (v < 0)
+        al_buf_append(b, "-", 1);
+    char *d = u64_dec(v < 0 ? 0 - (uint64_t)v : (uint64_t)v, tmp);
+    al_buf_append(b, d, (size_t)(tmp + 24 - d));
 }
 
 void al_rec_bool(al_buf_t *b, const char *key, bool v)
@@ -502,10 +515,20 @@ al_buf_t *al_rec_begin(al_rec_t *s, const char *type)
     al_buf_t *b = &s->r->rings[s->worker].scratch;
     uint64_t us = (al_mono_ns() - s->t0_ns) / 1000;
     al_buf_reset(b);
-    char tmp[96];
-    int n = snprintf(tmp, sizeof tmp, "{\"t\":%" PRIu64 ".%06" PRIu64 ",\"type\":\"%s\"",
-                     us / 1000000, us % 1000000, type);
-    al_buf_append(b, tmp, (size_t)n);
+    /* {"t":<seconds>.<6 digits>,"type":"<type>" without printf */
+    char tmp[24], frac[7];
+    char *d = u64_dec(us / 1000000, tmp);
+    uint64_t f = us % 1000000;
+    for (int i = 5; i >= 0; i--, f /= 10)
+        frac[i] = (char)('0' + f % 10);
+    frac[6] = '.';
+    al_buf_append(b, "{\"t\":", 5);
+    al_buf_append(b, d, (size_t)(tmp + 24 - d));
+    al_buf_append(b, ".", 1);
+    al_buf_append(b, frac, 6);
+    al_buf_append(b, ",\"type\":\"", 9);
+    al_buf_puts(b, type);
+    al_buf_append(b, "\"", 1);
     return b;
 }
 
@@ -973,6 +996,7 @@ static void retention(al_recorder_t *r)
 static void *run(void *arg)
 {
     al_recorder_t *r = arg;
+    pthread_setname_np(pthread_self(), "al-record");
     int ms = (int)(r->o.flush_interval * 1000);
     if (ms < 1)
         ms = 1;
