@@ -51,7 +51,7 @@ typedef struct al_rec_opts {
     al_rec_failure_t on_failure;
     int n_workers;           /* one ring per worker */
     size_t ring_bytes;       /* per worker; 0 = 4 MiB */
-    double flush_interval;   /* seconds between drains; 0 = 0.01 */
+    double flush_interval;   /* seconds between drains; 0 = 0.05 (50 ms) */
 } al_rec_opts_t;
 
 typedef struct al_recorder al_recorder_t;

@@ -1051,7 +1051,7 @@ int al_recorder_open(const al_rec_opts_t *o, struct al_audit *audit, al_recorder
     r->dir = al_xstrdup(o->dir);
     r->o.dir = r->dir;
     if (!r->o.flush_interval)
-        r->o.flush_interval = 0.01;
+        r->o.flush_interval = 0.05;
     r->audit = audit;
     r->efd = -1;
     pthread_mutex_init(&r->err_lock, NULL);
