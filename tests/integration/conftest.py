@@ -68,10 +68,38 @@ def std_claims(iss, sub="agent-1", aud="api://airlock", ttl=300, **extra):
     return c
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port not handed out before in this test process (two calls in
+    a row can otherwise get the same port back from the kernel)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p not in _HANDED_OUT:
+            _HANDED_OUT.add(p)
+            return p
+
+
+def free_ports(n, avoid=()):
+    """n distinct free ports, none in avoid: every socket stays bound until
+    all are chosen (free_port twice can return the same port)."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+            if p not in avoid and p not in _HANDED_OUT:
+                ports.append(p)
+                _HANDED_OUT.add(p)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
 
 
 def run(args, input=None, timeout=30, env=None):

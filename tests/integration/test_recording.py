@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import free_port, run
+from conftest import free_port, free_ports, run
 
 CFG = """
 server:
@@ -124,7 +124,7 @@ def env(gateway, pg, monkeypatch, tmp_path):
 
     e = Env()
     e.pg, e.web, e.tmp = pg, web, tmp_path
-    e.pgport, e.httpport = free_port(), free_port()
+    e.pgport, e.httpport = free_ports(2, avoid=(pg.port, web.port))
     e.data = tmp_path / "var"
     e.rec_dir = e.data / "recordings"
 

@@ -12,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import ROOT, free_port, run
+from conftest import ROOT, free_port, free_ports, run
 
 CFG = """
 server:
@@ -140,8 +140,9 @@ def cfg_text(ports, agents=AGENTS, extra_targets=""):
 
 @pytest.fixture
 def gw(gateway, pg, echo, hang):
-    ports = {"port": free_port(), "graceport": free_port(), "pgport": pg.port,
-             "echoport": echo.port, "deadport": free_port(), "blockport": free_port(),
+    port, grace, dead, block = free_ports(4, avoid=(pg.port, echo.port, hang.port))
+    ports = {"port": port, "graceport": grace, "pgport": pg.port,
+             "echoport": echo.port, "deadport": dead, "blockport": block,
              "hangport": hang.port}
     g = gateway(cfg_text(ports))
     g.ports = ports
