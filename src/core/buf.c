@@ -20,7 +20,7 @@ void al_buf_reset(al_buf_t *b)
         b->p[0] = '\0';
 }
 
-static int reserve(al_buf_t *b, size_t extra)
+int al_buf_reserve(al_buf_t *b, size_t extra)
 {
     if (b->oom)
         return AL_ERR;
@@ -46,7 +46,7 @@ static int reserve(al_buf_t *b, size_t extra)
 
 int al_buf_append(al_buf_t *b, const void *p, size_t n)
 {
-    if (reserve(b, n) != AL_OK)
+    if (al_buf_reserve(b, n) != AL_OK)
         return AL_ERR;
     if (n)
         memcpy(b->p + b->len, p, n);
@@ -63,7 +63,7 @@ int al_buf_printf(al_buf_t *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 || reserve(b, (size_t)n) != AL_OK)
+    if (n < 0 || al_buf_reserve(b, (size_t)n) != AL_OK)
         return AL_ERR;
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
@@ -75,7 +75,7 @@ int al_buf_printf(al_buf_t *b, const char *fmt, ...)
 int al_buf_json_str(al_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (reserve(b, n + 2) != AL_OK)
+    if (al_buf_reserve(b, n + 2) != AL_OK)
         return AL_ERR;
     b->p[b->len++] = '"';
     for (size_t i = 0; i < n; i++) {

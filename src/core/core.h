@@ -86,6 +86,9 @@ void al_buf_init(al_buf_t *b);
 void al_buf_free(al_buf_t *b);
 void al_buf_reset(al_buf_t *b);
 int al_buf_append(al_buf_t *b, const void *p, size_t n);
+/* Room for extra more bytes (and the NUL) without another allocation:
+ * write at b->p + b->len, then advance len. AL_ERR (and oom) if it fails. */
+int al_buf_reserve(al_buf_t *b, size_t extra);
 int al_buf_puts(al_buf_t *b, const char *s);
 int al_buf_printf(al_buf_t *b, const char *fmt, ...) AL_PRINTF(2, 3);
 /* Appends s as a JSON string literal, quotes included. */

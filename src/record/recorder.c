@@ -250,53 +250,69 @@ static bool json_string(al_buf_t *b, const uint8_t *p, size_t n, bool strict)
 {
     static const char hex[] = "0123456789abcdef";
     size_t mark = b->len;
-    al_buf_append(b, "\"", 1);
-    size_t i = 0, run = 0;
+    /* the common case (no escapes) needs n + 2; escapes reserve more */
+    if (al_buf_reserve(b, n + 2) != AL_OK)
+        return !strict;
+    char *o = b->p + b->len;
+    char *lim = b->p + b->cap - 1;
+    *o++ = '"';
+    size_t i = 0;
     while (i < n) {
         uint8_t c = p[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
+            *o++ = (char)c;
             i++;
             continue;
         }
-        if (i > run)
-            al_buf_append(b, p + run, i - run);
+        /* up to 6 bytes for this one, 1 for each byte left, 1 for the quote */
+        if ((size_t)(lim - o) < 6 + (n - i) + 1) {
+            b->len = (size_t)(o - b->p);
+            if (al_buf_reserve(b, 6 + (n - i) + 1 + (n - i) / 4) != AL_OK)
+                goto fail;
+            o = b->p + b->len;
+            lim = b->p + b->cap - 1;
+        }
         if (c >= 0x80) {
             size_t l = utf8_len(p + i, n - i);
             if (!l) {
                 if (strict)
                     goto fail;
-                al_buf_append(b, "\xef\xbf\xbd", 3);
+                memcpy(o, "\xef\xbf\xbd", 3);
+                o += 3;
                 i++;
             } else {
-                al_buf_append(b, p + i, l);
+                memcpy(o, p + i, l);
+                o += l;
                 i += l;
             }
-        } else {
-            if (c == 0 && strict)
-                goto fail;
-            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            if (c == '"' || c == '\\')
-                al_buf_append(b, (char[]){'\\', (char)c}, 2);
-            else if (c == '\n')
-                al_buf_append(b, "\\n", 2);
-            else if (c == '\t')
-                al_buf_append(b, "\\t", 2);
-            else if (c == '\r')
-                al_buf_append(b, "\\r", 2);
-            else
-                al_buf_append(b, esc, 6);
-            i++;
+            continue;
         }
-        run = i;
+        if (c == 0 && strict)
+            goto fail;
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\t': *o++ = 't'; break;
+        case '\r': *o++ = 'r'; break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4];
+            o[4] = hex[c & 15];
+            o += 5;
+        }
+        i++;
     }
-    if (n > run)
-        al_buf_append(b, p + run, n - run);
-    al_buf_append(b, "\"", 1);
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    b->p[b->len] = 0;
     return true;
 fail:
-    b->len = mark;
-    if (b->p)
+    if (b->p) {
+        b->len = mark;
         b->p[mark] = 0;
+    }
     return false;
 }
 

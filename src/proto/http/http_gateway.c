@@ -784,8 +784,9 @@ static void rec_capture(const sess_t *s, al_buf_t *body, int64_t *total, const v
     *total += (int64_t)n;
 }
 
-/* The request line's method, target and headers; pushed later. */
-static void rec_request_head(sess_t *s, const al_http_head_t *h, bool with_target)
+/* The request line's method and headers; the target follows once the path
+ * is normalized (rec_request_target); pushed later. */
+static void rec_request_head(sess_t *s, const al_http_head_t *h)
 {
     if (!s->rec)
         return;
@@ -796,16 +797,21 @@ static void rec_request_head(sess_t *s, const al_http_head_t *h, bool with_targe
     s->rec_decision = s->rec_reason = NULL;
     s->rec_rule[0] = 0;
     al_rec_str(b, "method", h->method.p, h->method.len);
-    if (with_target) { /* "METHOD /path?query" with sensitive values redacted */
-        const char *sp = memchr(s->action.p, ' ', s->action.len);
-        if (sp)
-            al_rec_str(b, "target", sp + 1, s->action.len - (size_t)(sp + 1 - s->action.p));
-    }
     al_buf_puts(b, ",\"headers\":[");
     for (size_t i = 0; i < h->nheaders; i++)
         rec_header(s, b, i == 0, h->headers[i].name, h->headers[i].value);
     al_buf_append(b, "]", 1);
     s->rq_pending = true;
+}
+
+/* "METHOD /path?query" (normalized, sensitive values redacted) -> target. */
+static void rec_request_target(sess_t *s)
+{
+    if (!s->rq_pending)
+        return;
+    const char *sp = memchr(s->action.p, ' ', s->action.len);
+    if (sp)
+        al_rec_str(&s->rq_rec, "target", sp + 1, s->action.len - (size_t)(sp + 1 - s->action.p));
 }
 
 static void rec_request_push(sess_t *s)
@@ -1691,7 +1697,7 @@ static void on_request(sess_t *s, const al_http_head_t *h)
         al_audit_uuid7((int64_t)(al_now() * 1e6), s->req_id);
     al_buf_reset(&s->action);
     al_buf_append(&s->action, h->method.p, h->method.len);
-    rec_request_head(s, h, false);
+    rec_request_head(s, h);
 
     if (h->form == AL_HTTP_FORM_AUTHORITY || h->form == AL_HTTP_FORM_ASTERISK) {
         refuse_request(s, 501, "not_implemented", h->form == AL_HTTP_FORM_AUTHORITY
@@ -1729,7 +1735,7 @@ static void on_request(sess_t *s, const al_http_head_t *h)
         return;
     }
     build_action(s, h->method, npath, nlen, query);
-    rec_request_head(s, h, true);
+    rec_request_target(s);
     if (!authenticate(s, h)) {
         free(npath);
         return;
