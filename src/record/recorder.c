@@ -41,7 +41,8 @@
 
 #define RING_DEFAULT (4u << 20)
 #define HDR 16            /* message header: len, op, pad, session pointer */
-#define PENDING_CAP (64u << 20) /* bytes kept per session while writes fail */
+#define PENDING_CAP (4u << 20)    /* bytes kept per session while writes fail */
+#define PENDING_TOTAL (256u << 20) /* and for all sessions together */
 #define RETRY_S 1.0
 #define RETENTION_S 60.0
 
@@ -111,6 +112,7 @@ struct al_recorder {
     al_rec_t *dirty;            /* recorder thread only */
     al_rec_t *pending;          /* closed sessions waiting for a retry */
     char made_dir[4096];        /* last day directory created */
+    size_t buffered;            /* bytes in every session's `out` (recorder thread) */
     _Atomic uint64_t opened, closed, bytes, lines, overflow, failures, unrecorded;
 };
 
@@ -422,9 +424,11 @@ static void push(al_rec_t *s, int op, const void *p, size_t n)
         size_t off = head & (g->cap - 1), room_end = g->cap - off;
         size_t total = room_end < need ? room_end + need : need;
         if (g->cap - (head - tail) >= total) {
-            if (room_end < need) { /* skip to the start with a wrap marker */
-                msg_t w = {.len = 0, .op = OP_WRAP};
-                memcpy(g->buf + off, &w, HDR);
+            if (room_end < need) { /* skip to the start, marked when a header fits */
+                if (room_end >= HDR) {
+                    msg_t w = {.len = 0, .op = OP_WRAP};
+                    memcpy(g->buf + off, &w, HDR);
+                }
                 head += room_end;
                 off = 0;
             }
@@ -587,6 +591,8 @@ static void sess_free(al_rec_t *s)
 {
     if (s->fd >= 0)
         close(s->fd);
+    if (s->r)
+        s->r->buffered -= s->out.len;
     al_buf_free(&s->out);
     al_free(&s->path);
     al_free(&s->protocol);
@@ -598,10 +604,24 @@ static void sess_free(al_rec_t *s)
     free(s);
 }
 
-/* Writes s->out; AL_OK when everything went out. */
+/* Appends s->out to the session's file; AL_OK when everything went out.
+ * The file is opened for each flush and closed after it, so a thousand
+ * idle sessions hold no descriptors. */
+static int flush_one(al_recorder_t *r, al_rec_t *s);
+
 static int flush_sess(al_recorder_t *r, al_rec_t *s)
 {
-    if (s->fd < 0) {
+    size_t before = s->out.len;
+    int rc = flush_one(r, s);
+    r->buffered -= before - s->out.len;
+    return rc;
+}
+
+static int flush_one(al_recorder_t *r, al_rec_t *s)
+{
+    if (!s->out.len)
+        return AL_OK;
+    {
         char path[4096];
         if (al_rec_path(r->dir, s->id, s->started_us, AL_REC_EXT_JSONL, path, sizeof path,
                         NULL) != AL_OK)
@@ -629,6 +649,8 @@ static int flush_sess(al_recorder_t *r, al_rec_t *s)
             memmove(s->out.p, s->out.p + done, s->out.len - done);
             s->out.len -= done;
             atomic_fetch_add(&r->bytes, done);
+            close(s->fd);
+            s->fd = -1;
             set_error(r, "cannot write the recording", s->path, e);
             return AL_ERR;
         }
@@ -636,6 +658,10 @@ static int flush_sess(al_recorder_t *r, al_rec_t *s)
     }
     atomic_fetch_add(&r->bytes, done);
     al_buf_reset(&s->out);
+    if (s->out.cap > (256u << 10)) /* a burst: do not keep its room */
+        al_buf_free(&s->out);
+    close(s->fd);
+    s->fd = -1;
     return AL_OK;
 }
 
@@ -644,7 +670,7 @@ static void finalize(al_recorder_t *r, al_rec_t *s, bool recovered);
 static void consume(al_recorder_t *r, const msg_t *m, const char *data)
 {
     al_rec_t *s = m->s;
-    if (s->out.len > PENDING_CAP) {
+    if (s->out.len > PENDING_CAP || r->buffered > PENDING_TOTAL) {
         /* writes have failed for long: drop, and say so in the file */
         if (!s->gap)
             al_log(AL_LOG_WARN, "session recording: dropping lines while writes fail", "session",
@@ -655,7 +681,9 @@ static void consume(al_recorder_t *r, const msg_t *m, const char *data)
             al_buf_puts(&s->out, "{\"type\":\"gap\",\"reason\":\"recorder could not write\"}\n");
             s->gap = false;
         }
+        size_t before = s->out.len;
         al_buf_append(&s->out, data, m->len);
+        r->buffered += s->out.len - before;
     }
     if (!s->dirty) {
         s->dirty = true;

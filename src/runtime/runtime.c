@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "admin/admin.h"
@@ -438,6 +439,13 @@ static void cancel_approvals_of(void *ud, const char *agent, const char *reason,
 
 int al_runtime_run(const char *config_path, al_config_t *cfg)
 {
+    /* Each session holds a client and an upstream socket: raise the soft
+     * descriptor limit to the hard one, as proxies do. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     al_runtime_t rt;
     memset(&rt, 0, sizeof rt);
     rt.config_path = al_xstrdup(config_path);

@@ -167,7 +167,7 @@ static void *worker(void *arg)
         int k = i % N_SESS;
         al_buf_t *b = al_rec_begin(s[k], "n");
         al_rec_int(b, "i", i);
-        al_rec_cstr(b, "pad", pad);
+        al_rec_str(b, "pad", pad, 150 + (size_t)(i * 7 % 149)); /* every 8-byte residue */
         al_rec_end(s[k]);
     }
     for (int k = 0; k < N_SESS; k++)
