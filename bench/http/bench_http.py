@@ -23,6 +23,8 @@ a warm-up; the table shows the median and the spread. Knobs (environment):
   BENCH_HTTP_AUDIT_DIR=DIR     put airlock's data_dir (the audit store) in a
                                temp dir under DIR, e.g. /dev/shm to take the
                                disk out (default: the throwaway dir)
+  BENCH_HTTP_RECORD=0          airlock with session recording off
+                               (default: on, as configured by default)
   BENCH_HTTP_PERF=64           instead of the table: perf record airlock
                                under that many connections, to
                                /tmp/airlock-http.perf
@@ -52,6 +54,7 @@ WORKERS = os.environ.get("BENCH_HTTP_WORKERS")
 NGINX_WORKERS = os.environ.get("BENCH_HTTP_NGINX_WORKERS", "auto")
 NGINX_LOG = os.environ.get("BENCH_HTTP_NGINX_LOG", "1") != "0"
 AUDIT_DIR = os.environ.get("BENCH_HTTP_AUDIT_DIR")
+RECORD = os.environ.get("BENCH_HTTP_RECORD", "1") != "0"
 WARMUP = 2
 REQ_PATH = "/v1/orders/42"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -248,6 +251,7 @@ def main():
             with open(cfg, "w") as f:
                 f.write(f"""
 server: {{ admin_listen: 127.0.0.1:{admport}, data_dir: {data}{workers} }}
+recordings: {{ enabled: {"true" if RECORD else "false"} }}
 dev_issuer: true
 dev_token_max_ttl: 24h
 targets:
