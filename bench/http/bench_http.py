@@ -25,6 +25,8 @@ a warm-up; the table shows the median and the spread. Knobs (environment):
                                disk out (default: the throwaway dir)
   BENCH_HTTP_RECORD=0          airlock with session recording off
                                (default: on, as configured by default)
+  BENCH_HTTP_AUDIT_FLUSH=50ms  airlock's audit.flush_interval (default: the
+                               config default, 10ms)
   BENCH_HTTP_PERF=64           instead of the table: perf record airlock
                                under that many connections, to
                                /tmp/airlock-http.perf
@@ -55,6 +57,7 @@ NGINX_WORKERS = os.environ.get("BENCH_HTTP_NGINX_WORKERS", "auto")
 NGINX_LOG = os.environ.get("BENCH_HTTP_NGINX_LOG", "1") != "0"
 AUDIT_DIR = os.environ.get("BENCH_HTTP_AUDIT_DIR")
 RECORD = os.environ.get("BENCH_HTTP_RECORD", "1") != "0"
+AUDIT_FLUSH = os.environ.get("BENCH_HTTP_AUDIT_FLUSH")  # e.g. 50ms: audit.flush_interval
 WARMUP = 2
 REQ_PATH = "/v1/orders/42"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -252,6 +255,7 @@ def main():
                 f.write(f"""
 server: {{ admin_listen: 127.0.0.1:{admport}, data_dir: {data}{workers} }}
 recordings: {{ enabled: {"true" if RECORD else "false"} }}
+{"audit: { flush_interval: " + AUDIT_FLUSH + " }" if AUDIT_FLUSH else ""}
 dev_issuer: true
 dev_token_max_ttl: 24h
 targets:
