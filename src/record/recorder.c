@@ -694,61 +694,44 @@ static void consume(al_recorder_t *r, const msg_t *m, const char *data)
         s->closed = true;
 }
 
-/* Takes every message of one ring, then its overflow list (re-draining the
- * ring first: the worker pushed nothing to the ring since it started
- * overflowing, so every earlier line is ahead of the list). */
+/* Consumes what the ring holds now; returns how many messages. */
+static size_t take_ring(al_recorder_t *r, ring_t *g)
+{
+    size_t n = 0;
+    size_t tail = atomic_load_explicit(&g->tail, memory_order_relaxed);
+    size_t head = atomic_load_explicit(&g->head, memory_order_acquire);
+    while (tail != head) {
+        size_t off = tail & (g->cap - 1);
+        msg_t m;
+        if (g->cap - off >= HDR)
+            memcpy(&m, g->buf + off, HDR);
+        if (g->cap - off < HDR || m.op == OP_WRAP) { /* the producer skipped to the start */
+            tail += g->cap - off;
+            continue;
+        }
+        consume(r, &m, (const char *)g->buf + off + HDR);
+        tail += HDR + align8(m.len);
+        n++;
+    }
+    atomic_store_explicit(&g->tail, tail, memory_order_release);
+    return n;
+}
+
+/* Takes every message of one ring, then its overflow list, draining the
+ * ring once more in between: the worker pushed nothing to the ring since it
+ * started overflowing, so every line still there is ahead of the list. */
 static size_t drain_ring(al_recorder_t *r, ring_t *g)
 {
     size_t n = 0;
     for (;;) {
-        size_t tail = atomic_load_explicit(&g->tail, memory_order_relaxed);
-        size_t head = atomic_load_explicit(&g->head, memory_order_acquire);
-        while (tail != head) {
-            size_t off = tail & (g->cap - 1);
-            if (g->cap - off < HDR) { /* too short for a header: producer skipped it */
-                tail += g->cap - off;
-                continue;
-            }
-            msg_t m;
-            memcpy(&m, g->buf + off, HDR);
-            if (m.op == OP_WRAP) {
-                tail += g->cap - off;
-                continue;
-            }
-            consume(r, &m, (const char *)g->buf + off + HDR);
-            tail += HDR + align8(m.len);
-            n++;
-        }
-        atomic_store_explicit(&g->tail, tail, memory_order_release);
+        n += take_ring(r, g);
         pthread_mutex_lock(&g->lock);
         ovf_t *o = g->ovf_head;
         g->ovf_head = g->ovf_tail = NULL;
         pthread_mutex_unlock(&g->lock);
         if (!o)
             return n;
-        /* lines the worker put in the ring before it began overflowing */
-        tail = atomic_load_explicit(&g->tail, memory_order_relaxed);
-        head = atomic_load_explicit(&g->head, memory_order_acquire);
-        if (tail != head) {
-            /* put the list back in front is not needed: drain the ring now */
-            while (tail != head) {
-                size_t off = tail & (g->cap - 1);
-                if (g->cap - off < HDR) {
-                    tail += g->cap - off;
-                    continue;
-                }
-                msg_t m;
-                memcpy(&m, g->buf + off, HDR);
-                if (m.op == OP_WRAP) {
-                    tail += g->cap - off;
-                    continue;
-                }
-                consume(r, &m, (const char *)g->buf + off + HDR);
-                tail += HDR + align8(m.len);
-                n++;
-            }
-            atomic_store_explicit(&g->tail, tail, memory_order_release);
-        }
+        n += take_ring(r, g);
         size_t k = 0;
         while (o) {
             ovf_t *next = o->next;
@@ -756,8 +739,8 @@ static size_t drain_ring(al_recorder_t *r, ring_t *g)
             free(o);
             o = next;
             k++;
-            n++;
         }
+        n += k;
         atomic_fetch_add_explicit(&g->ovf_done, k, memory_order_release);
     }
 }
@@ -943,68 +926,66 @@ static void finalize(al_recorder_t *r, al_rec_t *s, bool recovered)
     sess_free(s);
 }
 
+/* Finalizes one recording left open ("<id>.jsonl" in a day directory). */
+static void recover_one(al_recorder_t *r, const char *day, const int ymd[3], const char *name)
+{
+    char id[37];
+    if (strlen(name) != 36 + 6 || strcmp(name + 36, AL_REC_EXT_JSONL))
+        return;
+    memcpy(id, name, 36);
+    id[36] = 0;
+    if (!al_rec_id_ok(id))
+        return;
+    al_rec_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return;
+    s->fd = -1;
+    memcpy(s->id, id, 37);
+    s->bytes_up = s->bytes_down = -1;
+    /* the day directory names the start date: al_rec_path finds it again */
+    struct tm tm = {.tm_year = ymd[0] - 1900, .tm_mon = ymd[1] - 1, .tm_mday = ymd[2],
+                    .tm_hour = 12};
+    s->started_us = (int64_t)timegm(&tm) * 1000000;
+    char full[4200];
+    snprintf(full, sizeof full, "%s/%s", day, name);
+    s->path = al_xstrdup(full);
+    s->t0_ns = al_mono_ns();
+    al_log(AL_LOG_WARN, "session recording: finalizing one left open", "session", id, NULL);
+    finalize(r, s, true);
+}
+
+/* Walks dir/YYYY/MM/DD (level 0, 1, 2: names of 4, 2, 2 digits) and
+ * recovers the open recordings of every day directory. */
+static void recover_walk(al_recorder_t *r, const char *path, int level, int ymd[3])
+{
+    static const size_t digits[3] = {4, 2, 2};
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *e;
+    char sub[4096];
+    while ((e = readdir(d))) {
+        if (level == 3) {
+            recover_one(r, path, ymd, e->d_name);
+            continue;
+        }
+        if (strlen(e->d_name) != digits[level] ||
+            strspn(e->d_name, "0123456789") != digits[level])
+            continue;
+        int n = snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof sub)
+            continue;
+        ymd[level] = atoi(e->d_name);
+        recover_walk(r, sub, level + 1, ymd);
+    }
+    closedir(d);
+}
+
 /* Recordings left open by a crash: compress and audit them. */
 static void recover(al_recorder_t *r)
 {
-    DIR *y = opendir(r->dir);
-    if (!y)
-        return;
-    struct dirent *ye, *me, *de, *fe;
-    char p[4096];
-    while ((ye = readdir(y))) {
-        if (strlen(ye->d_name) != 4 || strspn(ye->d_name, "0123456789") != 4)
-            continue;
-        snprintf(p, sizeof p, "%s/%s", r->dir, ye->d_name);
-        DIR *m = opendir(p);
-        while (m && (me = readdir(m))) {
-            if (strlen(me->d_name) != 2 || strspn(me->d_name, "0123456789") != 2)
-                continue;
-            snprintf(p, sizeof p, "%s/%s/%s", r->dir, ye->d_name, me->d_name);
-            DIR *d = opendir(p);
-            while (d && (de = readdir(d))) {
-                if (strlen(de->d_name) != 2 || strspn(de->d_name, "0123456789") != 2)
-                    continue;
-                snprintf(p, sizeof p, "%s/%s/%s/%s", r->dir, ye->d_name, me->d_name,
-                         de->d_name);
-                DIR *f = opendir(p);
-                while (f && (fe = readdir(f))) {
-                    size_t l = strlen(fe->d_name);
-                    if (l != 36 + 6 || strcmp(fe->d_name + 36, AL_REC_EXT_JSONL))
-                        continue;
-                    char id[37];
-                    memcpy(id, fe->d_name, 36);
-                    id[36] = 0;
-                    if (!al_rec_id_ok(id))
-                        continue;
-                    al_rec_t *s = calloc(1, sizeof *s);
-                    if (!s)
-                        continue;
-                    s->fd = -1;
-                    memcpy(s->id, id, 37);
-                    s->bytes_up = s->bytes_down = -1;
-                    /* the day directory names the start date */
-                    struct tm tm = {.tm_year = atoi(ye->d_name) - 1900,
-                                    .tm_mon = atoi(me->d_name) - 1,
-                                    .tm_mday = atoi(de->d_name), .tm_hour = 12};
-                    s->started_us = (int64_t)timegm(&tm) * 1000000;
-                    char full[4200];
-                    snprintf(full, sizeof full, "%s/%s", p, fe->d_name);
-                    s->path = al_xstrdup(full);
-                    s->t0_ns = al_mono_ns();
-                    al_log(AL_LOG_WARN, "session recording: finalizing one left open",
-                           "session", id, NULL);
-                    finalize(r, s, true);
-                }
-                if (f)
-                    closedir(f);
-            }
-            if (d)
-                closedir(d);
-        }
-        if (m)
-            closedir(m);
-    }
-    closedir(y);
+    int ymd[3] = {0};
+    recover_walk(r, r->dir, 0, ymd);
 }
 
 static void on_removed(void *ud, const char *rel, const char *sha, const char *reason)
