@@ -208,6 +208,9 @@ policies:
             perf.send_signal(2)
             perf.wait()
             return
+        if os.environ.get("BENCH_PG_SYSCALLS"):
+            syscall_count(base, routes, ap.pid, os.environ["BENCH_PG_SYSCALLS"].split(","))
+            return
         print(f"{'script':8} {'mode':8} {'c':>3} " +
               " ".join(f"{r + ' tps':>14} {'p99 ms':>7}" for r in routes) +
               "   pgb/direct airlock/direct airlock/pgb")
@@ -330,8 +333,9 @@ def record_compare(base, off, on, token, adir):
           f"(worst {worst * 100:.1f}%)")
 
 
-def run_pgbench(base, port, password, script, mode, clients):
-    """script: "select" (-S), "tpcb" (built-in) or the path of a script file."""
+def run_pgbench(base, port, password, script, mode, clients, count=None):
+    """script: "select" (-S), "tpcb" (built-in) or the path of a script file.
+    count: a list that receives the number of transactions run."""
     logdir = tempfile.mkdtemp(prefix="pgb-log-", dir=base)
     env = dict(os.environ, PGPASSWORD=password, PGSSLMODE="disable")
     args = [PGBENCH, "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-M", mode,
@@ -355,8 +359,46 @@ def run_pgbench(base, port, password, script, mode, clients):
                 lat.append(int(parts[2]))
     lat.sort()
     p99 = lat[int(len(lat) * 0.99)] / 1000.0 if lat else float("nan")
+    if count is not None:
+        count.append(len(lat))
     shutil.rmtree(logdir, ignore_errors=True)
     return tps, p99
+
+
+def syscall_count(base, routes, airlock_pid, load):
+    """BENCH_PG_SYSCALLS=select,simple,8: system calls per transaction made by
+    pgbouncer and by airlock (all threads) under one load, from strace -c -f.
+    strace slows both a lot: the counts mean something, the TPS does not."""
+    script, mode, c = load
+    bouncer = subprocess.run(["pgrep", "-x", "pgbouncer"], capture_output=True,
+                             text=True).stdout.split()
+    pids = {"pgbouncer": int(bouncer[0]), "airlock": airlock_pid}
+    table = {}
+    for name, pid in pids.items():
+        out = os.path.join(base, f"strace-{name}.txt")
+        st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        n = []
+        port, pw_ = routes[name]
+        run_pgbench(base, port, pw_, script, mode, int(c), count=n)
+        st.send_signal(2)
+        st.wait()
+        calls = {}
+        for line in open(out):
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and not line.startswith("100.00"):
+                calls[parts[-1]] = int(parts[3])
+        table[name] = (n[0], calls)
+    names = sorted(set().union(*(c for _, c in table.values())),
+                   key=lambda k: -max(table[n][1].get(k, 0) / table[n][0] for n in table))
+    print(f"system calls per transaction, {script} {mode} -c {c} "
+          f"({', '.join(f'{n}: {t[0]} transactions' for n, t in table.items())})")
+    print(f"{'call':20} " + " ".join(f"{n:>10}" for n in table))
+    for k in names:
+        print(f"{k:20} " + " ".join(f"{table[n][1].get(k, 0) / table[n][0]:10.2f}" for n in table))
+    print(f"{'total':20} " + " ".join(
+        f"{sum(table[n][1].values()) / table[n][0]:10.2f}" for n in table))
 
 
 def idle_rss(port, token, pid, n=1000):

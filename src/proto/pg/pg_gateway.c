@@ -57,6 +57,7 @@
 
 #define READ_CHUNK (64 * 1024)
 #define HIGH_WATER (1024 * 1024) /* pause the other side above this much queued */
+#define CORK_KEEP (64 * 1024)     /* a cork buffer above this is freed after use */
 #define MAX_REFUSED 64           /* refused statement names remembered per session */
 #define MAX_INFLIGHT 1024        /* statements awaiting their result */
 #define KILL_UPSTREAM_DELAY_MS 20 /* a killed session's upstream closes this much later */
@@ -213,6 +214,13 @@ struct sess {
     bool client_tls;         /* the client side is TLS (handshake may be running) */
     bool up_ssl_wait;        /* SSLRequest sent upstream; waiting for 'S'/'N' */
     al_buf_t tls_scratch;    /* ciphertext to write */
+    /* Corked while a read event is handled: what it sends to each side
+     * ([0] upstream, [1] client) is gathered and written once at the end,
+     * one system call and one TCP segment for the messages of a round trip
+     * (a result was RowDescription, DataRow, CommandComplete, ReadyForQuery:
+     * four writes). */
+    bool corked;
+    al_buf_t cork[2];
     al_buf_t plain;          /* decrypted bytes */
     const listener_t *ls;    /* where the session came in */
     /* masking of result rows (engines referenced, from the deciding snapshot) */
@@ -307,7 +315,7 @@ static void tls_flush(sess_t *s, bool to_client)
     al_buf_reset(o);
 }
 
-static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
+static void send_now(sess_t *s, bool to_client, const void *p, size_t n)
 {
     al_tls_t *t = to_client ? s->ctls : s->stls;
     if (!t) {
@@ -323,6 +331,52 @@ static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
         return;
     }
     tls_flush(s, to_client);
+}
+
+static void send_bytes(sess_t *s, bool to_client, const void *p, size_t n)
+{
+    if (s->corked && s->st != S_CLOSING) {
+        al_buf_append(&s->cork[to_client], p, n);
+        return;
+    }
+    send_now(s, to_client, p, n);
+}
+
+/* Starts gathering writes; false when already corked (the caller that
+ * corked uncorks). */
+static bool cork(sess_t *s)
+{
+    if (s->corked)
+        return false;
+    s->corked = true;
+    return true;
+}
+
+/* Writes what was gathered, upstream first, then applies backpressure:
+ * a side whose peer has more than HIGH_WATER queued is not read. */
+static void uncork(sess_t *s)
+{
+    s->corked = false;
+    for (int i = 0; i < 2; i++) {
+        al_buf_t *b = &s->cork[i];
+        if (b->len && s->st != S_CLOSING)
+            send_now(s, i == 1, b->p, b->len);
+        al_buf_reset(b);
+        if (b->cap > CORK_KEEP) /* a large result passed: give the memory back */
+            al_buf_free(b);
+    }
+    if (s->st != S_READY)
+        return;
+    if (!s->server_paused &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&s->client) > HIGH_WATER) {
+        s->server_paused = true;
+        uv_read_stop((uv_stream_t *)&s->server);
+    }
+    if (!s->client_paused &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&s->server) > HIGH_WATER) {
+        s->client_paused = true;
+        uv_read_stop((uv_stream_t *)&s->client);
+    }
 }
 
 static void send_buf(sess_t *s, bool to_client, al_buf_t *b)
@@ -390,6 +444,8 @@ static void sess_free(sess_t *s)
     al_buf_free(&s->appr_msg);
     free(s->appr_stmt);
     al_buf_free(&s->tls_scratch);
+    al_buf_free(&s->cork[0]);
+    al_buf_free(&s->cork[1]);
     al_buf_free(&s->plain);
     al_buf_free(&s->colnames);
     free(s->coloff);
@@ -469,6 +525,8 @@ static void sess_close(sess_t *s)
 {
     if (s->st == S_CLOSING)
         return;
+    if (s->corked)
+        uncork(s); /* what was sent before the close (a FATAL) goes out first */
     /* Statements still in flight keep their records (deferred decisions). */
     while (s->fl_n) {
         inflight_t *f = &s->fl[s->fl_head];
@@ -1914,11 +1972,6 @@ static void server_feed(sess_t *s, const uint8_t *p, size_t n)
         else
             server_msg(s, &m);
     }
-    if (s->st == S_READY && !s->server_paused &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&s->client) > HIGH_WATER) {
-        s->server_paused = true;
-        uv_read_stop((uv_stream_t *)&s->server);
-    }
 }
 
 static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
@@ -1950,14 +2003,28 @@ static void on_server_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         upstream_tls_start(s);
         return;
     }
-    if (s->stls) {
+    bool mine = cork(s);
+    if (s->stls)
         tls_in(s, false, p, len, server_feed);
-        return;
-    }
-    server_feed(s, p, len);
+    else
+        server_feed(s, p, len);
+    if (mine)
+        uncork(s);
 }
 
+static void resume_client_corked(sess_t *s);
+
+/* The client's pending input is processed again (an audit record
+ * committed, an approval came, the upstream's queue drained). */
 static void resume_client(sess_t *s)
+{
+    bool mine = cork(s);
+    resume_client_corked(s);
+    if (mine)
+        uncork(s);
+}
+
+static void resume_client_corked(sess_t *s)
 {
     if (s->st == S_CLOSING)
         return;
@@ -2462,11 +2529,13 @@ static void on_client_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     }
     al_sess_bytes(s->reg, (uint64_t)n, 0);
     s->bytes_up += (uint64_t)n;
-    if (s->ctls) {
+    bool mine = cork(s);
+    if (s->ctls)
         tls_in(s, true, (const uint8_t *)b->base, (size_t)n, client_feed);
-        return;
-    }
-    client_feed(s, (const uint8_t *)b->base, (size_t)n);
+    else
+        client_feed(s, (const uint8_t *)b->base, (size_t)n);
+    if (mine)
+        uncork(s);
 }
 
 /* ---- accept ------------------------------------------------------------------------- */
@@ -2528,6 +2597,8 @@ static void on_connection(uv_stream_t *srv, int status)
     al_buf_init(&s->pending_in);
     al_buf_init(&s->held_msg);
     al_buf_init(&s->tls_scratch);
+    al_buf_init(&s->cork[0]);
+    al_buf_init(&s->cork[1]);
     al_buf_init(&s->plain);
     al_buf_init(&s->colnames);
     s->ls = l;
