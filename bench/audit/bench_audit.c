@@ -328,6 +328,10 @@ int main(int argc, char **argv)
     al_log_set_level(AL_LOG_ERROR);
     printf("%-6s %4s %10s %9s %8s %8s %8s %9s %7s %8s\n", "mode", "thr", "events/s", "txns",
            "ev/txn", "p50 ms", "p99 ms", "submit ns", "allocs", "lost");
+    if (getenv("BENCH_AUDIT_ASYNC_ONLY")) { /* for a profile of the writer: async, 1 thread */
+        run(dir, false, 1, secs);
+        return 0;
+    }
     static const int writers[] = {1, 8, 64};
     for (size_t i = 0; i < AL_ARRAY_LEN(writers); i++)
         run(dir, true, writers[i], secs);

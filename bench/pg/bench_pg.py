@@ -213,21 +213,30 @@ policies:
             return
         print(f"{'script':8} {'mode':8} {'c':>3} " +
               " ".join(f"{r + ' tps':>14} {'p99 ms':>7}" for r in routes) +
-              "   pgb/direct airlock/direct airlock/pgb")
+              "   pgb/direct airlock/direct airlock/pgb   pgb cpu/t airl cpu/t (µs)")
+        bouncer = subprocess.run(["pgrep", "-x", "pgbouncer"], capture_output=True,
+                                 text=True).stdout.split()
+        cpu_pids = {"pgbouncer": int(bouncer[0]), "airlock": ap.pid}
         only = os.environ.get("BENCH_PG_ONLY")  # e.g. "select,simple,8" for a quick look
         for script in ("select", "tpcb"):
             for mode in ("simple", "prepared"):
                 for c in (1, 8, 32):
                     if only and only != f"{script},{mode},{c}":
                         continue
-                    row = {}
+                    row, cpu = {}, {}
                     for name, (port, pw_) in routes.items():
-                        row[name] = run_pgbench(base, port, pw_, script, mode, c)
+                        pid = cpu_pids.get(name)
+                        t0 = cpu_s(pid) if pid else 0
+                        n = []
+                        row[name] = run_pgbench(base, port, pw_, script, mode, c, count=n)
+                        if pid:  # the proxy's CPU (all threads) per transaction, in µs
+                            cpu[name] = (cpu_s(pid) - t0) * 1e6 / max(n[0], 1)
                     results[(script, mode, c)] = row
                     d, b, a = (row[k][0] for k in ("direct", "pgbouncer", "airlock"))
                     print(f"{script:8} {mode:8} {c:3} " +
                           " ".join(f"{row[r][0]:14.0f} {row[r][1]:7.2f}" for r in routes) +
-                          f"   {b / d:10.2f} {a / d:14.2f} {a / b:11.2f}", flush=True)
+                          f"   {b / d:10.2f} {a / d:14.2f} {a / b:11.2f}" +
+                          f"   {cpu['pgbouncer']:9.1f} {cpu['airlock']:9.1f}", flush=True)
         if not only:
             idle_rss(aport, token, ap.pid)
     finally:
@@ -293,10 +302,26 @@ def mask_compare(base, port_off, port_on, token, airlock_pid):
           f"(worst {worst * 100:.1f}%)")
 
 
-def cpu_s(pid):
-    """User + system CPU seconds of a process (every thread)."""
+def ctx_switches(pid):
+    """Voluntary and involuntary context switches of all of pid's threads."""
+    v = i = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{t}/status"):
+                if line.startswith("voluntary_ctxt_switches"):
+                    v += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    i += int(line.split()[1])
+        except OSError:
+            pass
+    return v, i
+
+
+def cpu_s(pid, which=(11, 12)):
+    """User + system CPU seconds of a process (every thread); which=(11,)
+    for user time only, (12,) for system time only."""
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f[k]) for k in which) / os.sysconf("SC_CLK_TCK")
 
 
 def record_compare(base, off, on, token, adir):
@@ -374,6 +399,17 @@ def syscall_count(base, routes, airlock_pid, load):
                              text=True).stdout.split()
     pids = {"pgbouncer": int(bouncer[0]), "airlock": airlock_pid}
     table = {}
+    for name, pid in pids.items():  # context switches first, without strace
+        n = []
+        port, pw_ = routes[name]
+        v0, i0 = ctx_switches(pid)
+        u0, k0 = cpu_s(pid, (11,)), cpu_s(pid, (12,))
+        run_pgbench(base, port, pw_, script, mode, int(c), count=n)
+        v1, i1 = ctx_switches(pid)
+        u1, k1 = cpu_s(pid, (11,)), cpu_s(pid, (12,))
+        print(f"{name}: per transaction: context switches voluntary {(v1 - v0) / n[0]:.2f}, "
+              f"involuntary {(i1 - i0) / n[0]:.2f}; CPU user {(u1 - u0) * 1e6 / n[0]:.1f} µs, "
+              f"system {(k1 - k0) * 1e6 / n[0]:.1f} µs")
     for name, pid in pids.items():
         out = os.path.join(base, f"strace-{name}.txt")
         st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],

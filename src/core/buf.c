@@ -72,36 +72,49 @@ int al_buf_printf(al_buf_t *b, const char *fmt, ...)
     return AL_OK;
 }
 
+/* JSON string (RFC 8259 §7): runs of characters that need no escape are
+ * copied at once, escapes written in place; the space is reserved once for
+ * the common case (no escapes) and grown only when an escape needs it. */
 int al_buf_json_str(al_buf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     if (al_buf_reserve(b, n + 2) != AL_OK)
         return AL_ERR;
     b->p[b->len++] = '"';
+    size_t run = 0; /* start of the pending run of plain characters */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[7];
-        size_t el = 0;
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
+            continue;
+        char esc[6];
+        size_t el = 2;
+        esc[0] = '\\';
         switch (c) {
-        case '"': esc[0] = '\\'; esc[1] = '"'; el = 2; break;
-        case '\\': esc[0] = '\\'; esc[1] = '\\'; el = 2; break;
-        case '\n': esc[0] = '\\'; esc[1] = 'n'; el = 2; break;
-        case '\r': esc[0] = '\\'; esc[1] = 'r'; el = 2; break;
-        case '\t': esc[0] = '\\'; esc[1] = 't'; el = 2; break;
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
         default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                el = 6;
-            }
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            el = 6;
         }
-        if (el) {
-            if (al_buf_append(b, esc, el) != AL_OK)
-                return AL_ERR;
-        } else if (al_buf_append(b, &s[i], 1) != AL_OK) {
+        /* the run, this escape, and the rest unescaped plus the quote */
+        if (al_buf_reserve(b, (i - run) + el + (n - i) + 1) != AL_OK)
             return AL_ERR;
-        }
+        memcpy(b->p + b->len, s + run, i - run);
+        b->len += i - run;
+        memcpy(b->p + b->len, esc, el);
+        b->len += el;
+        run = i + 1;
     }
-    return al_buf_append(b, "\"", 1);
+    if (al_buf_reserve(b, (n - run) + 1) != AL_OK)
+        return AL_ERR;
+    memcpy(b->p + b->len, s + run, n - run);
+    b->len += n - run;
+    b->p[b->len++] = '"';
+    b->p[b->len] = '\0';
+    return AL_OK;
 }

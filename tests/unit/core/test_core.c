@@ -49,6 +49,62 @@ static void test_json_str(void **s)
     al_buf_free(&b);
 }
 
+/* The escaping, one character at a time, as RFC 8259 §7 states it: the
+ * reference the run-copying al_buf_json_str must agree with. */
+static void json_ref(al_buf_t *b, const unsigned char *p, size_t n)
+{
+    al_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        char t[8];
+        switch (p[i]) {
+        case '"': al_buf_append(b, "\\\"", 2); break;
+        case '\\': al_buf_append(b, "\\\\", 2); break;
+        case '\n': al_buf_append(b, "\\n", 2); break;
+        case '\r': al_buf_append(b, "\\r", 2); break;
+        case '\t': al_buf_append(b, "\\t", 2); break;
+        default:
+            if (p[i] < 0x20 || p[i] == 0x7f) {
+                snprintf(t, sizeof t, "\\u%04x", p[i]);
+                al_buf_append(b, t, 6);
+            } else {
+                al_buf_append(b, &p[i], 1);
+            }
+        }
+    }
+    al_buf_append(b, "\"", 1);
+}
+
+static void test_json_str_random(void **s)
+{
+    (void)s;
+    static const unsigned char alphabet[] = {'a', 'Z', ' ', '"', '\\', '\n', '\r', '\t', 0,
+                                             1, 0x1f, 0x7f, 0x80, 0xc3, 0xff, '/'};
+    unsigned seed = 12345;
+    al_buf_t got, want;
+    al_buf_init(&got);
+    al_buf_init(&want);
+    for (int round = 0; round < 2000; round++) {
+        unsigned char in[300];
+        size_t n = (size_t)(rand_r(&seed) % sizeof in);
+        for (size_t i = 0; i < n; i++)
+            in[i] = alphabet[rand_r(&seed) % sizeof alphabet];
+        al_buf_reset(&got);
+        al_buf_reset(&want);
+        if (round & 1) /* appending after existing content, from a small buffer */
+            al_buf_append(&got, "x", 1), al_buf_append(&want, "x", 1);
+        assert_int_equal(al_buf_json_str(&got, (const char *)in, n), AL_OK);
+        json_ref(&want, in, n);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.p, want.p, want.len);
+        assert_int_equal(got.p[got.len], '\0');
+        al_buf_free(&got); /* every other round starts from no allocation */
+        if (round % 3)
+            al_buf_init(&got);
+    }
+    al_buf_free(&got);
+    al_buf_free(&want);
+}
+
 static void test_hex_ct_sha(void **s)
 {
     (void)s;
@@ -93,6 +149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_json_str),
+        cmocka_unit_test(test_json_str_random),
         cmocka_unit_test(test_hex_ct_sha),
         cmocka_unit_test(test_files),
     };
