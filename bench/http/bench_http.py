@@ -184,6 +184,66 @@ def run_wrk(base, port, headers, conns, secs):
     return n / (dur / 1e6), p50, p99
 
 
+def proc_counts(pids):
+    """(voluntary, involuntary context switches, user s, system s) summed
+    over the processes' threads."""
+    v = i = u = k = 0
+    tck = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        u += int(f[11]) / tck
+        k += int(f[12]) / tck
+        for t in os.listdir(f"/proc/{pid}/task"):
+            for line in open(f"/proc/{pid}/task/{t}/status"):
+                if line.startswith("voluntary_ctxt_switches"):
+                    v += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    i += int(line.split()[1])
+    return v, i, u, k
+
+
+def syscall_count(base, routes, pids, conns):
+    """BENCH_HTTP_SYSCALLS=C: per request, for the nginx proxy (its workers)
+    and airlock (all threads): context switches and CPU without tracing,
+    then system calls from strace -c -f (which slows both: the counts mean
+    something, the request rate does not)."""
+    table = {}
+    for name, ps in pids.items():
+        port, hdrs = routes[name]
+        a = proc_counts(ps)
+        n = run_wrk(base, port, hdrs, conns, SECS)[0] * SECS
+        b = proc_counts(ps)
+        d = [(y - x) / n for x, y in zip(a, b)]
+        print(f"{name}: per request: context switches voluntary {d[0]:.2f}, involuntary "
+              f"{d[1]:.2f}; CPU user {d[2] * 1e6:.1f} µs, system {d[3] * 1e6:.1f} µs")
+    for name, ps in pids.items():
+        out = os.path.join(base, f"strace-{name}.txt")
+        args = ["strace", "-c", "-f", "-o", out]
+        for pid in ps:
+            args += ["-p", str(pid)]
+        st = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        port, hdrs = routes[name]
+        n = run_wrk(base, port, hdrs, conns, SECS)[0] * SECS
+        st.send_signal(signal.SIGINT)
+        st.wait()
+        calls = {}
+        for line in open(out):
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and not line.startswith("100.00"):
+                calls[parts[-1]] = int(parts[3])
+        table[name] = (n, calls)
+    names = sorted(set().union(*(c for _, c in table.values())),
+                   key=lambda k: -max(table[n][1].get(k, 0) / table[n][0] for n in table))
+    print(f"system calls per request, c={conns}")
+    print(f"{'call':20} " + " ".join(f"{n:>10}" for n in table))
+    for k in names[:25]:
+        print(f"{k:20} " + " ".join(f"{table[n][1].get(k, 0) / table[n][0]:10.2f}"
+                                    for n in table))
+    print(f"{'total':20} " + " ".join(
+        f"{sum(table[n][1].values()) / table[n][0]:10.2f}" for n in table))
+
+
 def machine_notes():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
@@ -287,6 +347,14 @@ agents:
             routes["airlock"] = (aport, [f"Authorization: Bearer {token}"])
         for name, (port, hdrs) in routes.items():
             check_get(port, dict(h.split(": ", 1) for h in hdrs), 200, body)
+
+        if os.environ.get("BENCH_HTTP_SYSCALLS"):
+            pids = {"nginx": [int(x) for x in subprocess.run(
+                        ["pgrep", "-P", str(ng.pid)], capture_output=True,
+                        text=True).stdout.split()],
+                    "airlock": [ap.pid]}
+            syscall_count(base, routes, pids, int(os.environ["BENCH_HTTP_SYSCALLS"]))
+            return
 
         if os.environ.get("BENCH_HTTP_PERF"):
             c = int(os.environ["BENCH_HTTP_PERF"])

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "audit/audit.h"
 
 #define SCHEMA_VERSION 3 /* 2: bytes_up, bytes_down; 3: recording, recording_sha256 */
+#define YIELD_EVERY 4            /* events inserted between sched_yield() calls (sq_append) */
 #define APPLICATION_ID 0x61726c6b /* "arlk": `file` and tools can tell it is ours */
 
 /* Column order shared by INSERT and SELECT. */
@@ -599,6 +601,15 @@ static int sq_append(al_audit_store_t *base, const al_audit_event_t *const *evs,
     if (rc != SQLITE_OK)
         goto rollback;
     for (size_t i = 0; i < n; i++) {
+        /* The writer is background work beside the gateways' loops: a batch
+         * of a few hundred inserts is ~1 ms of CPU, and a gateway thread (or
+         * the client, or the upstream) woken onto this CPU meanwhile waited
+         * for it (the scheduler does not preempt a running thread at once).
+         * Yielding every YIELD_EVERY events lets them run first; it returns
+         * at once when nothing waits. Measured at one HTTP connection
+         * (bench/http): p99 ~800 us -> ~350 us. */
+        if (i && i % YIELD_EVERY == 0)
+            sched_yield();
         if (al_audit_chain_hash(prev, evs[i], &s->scratch, hash) != AL_OK) {
             rc = SQLITE_NOMEM;
             goto fail;
@@ -617,6 +628,7 @@ static int sq_append(al_audit_store_t *base, const al_audit_event_t *const *evs,
             goto rollback;
         memcpy(prev, hash, 32);
     }
+    sched_yield(); /* and before the commit's writes */
     rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         goto fail;
