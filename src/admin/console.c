@@ -318,6 +318,7 @@ static const char console_js[] =
     "      case 'identity': return ['identity', 'agent ' + o.agent + (o.subject ? ' (subject ' + o.subject + ')' : ''), '', '', ''];\n"
     "      case 'query': return ['query', o.sql, decided(o), '', ''];\n"
     "      case 'parse': return ['parse', 'statement ' + (o.name || '(unnamed)') + ': ' + o.sql, decided(o), '', ''];\n"
+    "      case 'execute': return ['execute', 'statement ' + (o.name || '(unnamed)') + ': ' + o.sql, decided(o), '', ''];\n"
     "      case 'bind': return ['bind', 'statement ' + (o.statement || '(unnamed)') + ' params: ' + (Array.isArray(o.params) ? o.params.map(val).join(', ') : ''), '', '', ''];\n"
     "      case 'row': return ['row', Array.isArray(o.values) ? o.values.map(val).join(' | ') : '', '', '', ''];\n"
     "      case 'complete': return ['complete', o.tag, '', (o.rows !== undefined ? o.rows + ' rows' : '') + (o.rows_truncated ? ' (' + o.rows_recorded + ' recorded)' : ''), dur(o.duration_us)];\n"

@@ -451,9 +451,9 @@ static void show_event(replay_t *r, json_t *o, double t, const char *type)
         al_buf_puts(&r->line, "  issuer ");
         put_cell(r, jstr(o, "issuer"), 200);
         al_buf_puts(&r->line, "\n");
-    } else if (!strcmp(type, "query") || !strcmp(type, "parse")) {
+    } else if (!strcmp(type, "query") || !strcmp(type, "parse") || !strcmp(type, "execute")) {
         stamp(r, t, type);
-        if (!strcmp(type, "parse")) {
+        if (strcmp(type, "query")) {
             al_buf_puts(&r->line, "statement ");
             const char *nm = jstr(o, "name");
             put_cell(r, nm && *nm ? nm : "(unnamed)", 80);

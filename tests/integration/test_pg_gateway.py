@@ -1,6 +1,7 @@
 """The PostgreSQL gateway with a real PostgreSQL, psql and psycopg (libpq)."""
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -539,3 +540,166 @@ def test_busy_listen_port_stops_start(tmp_path, pg):
     busy.close()
     assert r.returncode == 1, r.stderr
     assert "cannot listen for the target" in r.stderr and "Address already in use" in r.stderr
+
+
+def _audit(g, *args):
+    r = run(["audit", "query", "-c", g.cfg, "--json", "--limit", "1000", *args])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _wait_audit(g, pred, n, *args):
+    """At least n events matching pred (async events commit within the
+    flush interval)."""
+    deadline = time.time() + 10
+    while True:
+        evs = [e for e in _audit(g, *args) if pred(e)]
+        if len(evs) >= n or time.time() > deadline:
+            return evs
+        time.sleep(0.05)
+
+
+def test_prepared_statement_each_run_decided_and_audited(gw, pg):
+    # A statement prepared once and run again with Bind/Execute only is
+    # decided and audited on every run, as a statement (strict ones before
+    # the run). psycopg's prepare=True sends the Parse in a batch of its
+    # own: its event is the preparation (no rows), each run has its own, and
+    # the recording has an `execute` line for each run. (A Bind in the
+    # Parse's own batch is the run the Parse's event covers: see
+    # test_audit_trail's one event for a psycopg query.)
+    pg.psql_local("CREATE TABLE IF NOT EXISTS prep_t (id int, v text)", db="app")
+    tok = token(gw)
+    with connect(gw, tok, autocommit=True) as c:
+        for i in range(5):
+            assert c.execute("SELECT %s::int + 1000 AS x", (i,), prepare=True).fetchone() == \
+                (1000 + i,)
+        for i in range(3):
+            c.execute("INSERT INTO prep_t VALUES (%s, 'a')", (i,), prepare=True)
+        sid_probe = c.execute("SELECT 'probe-' || pg_backend_pid()").fetchone()[0]
+    sel = _wait_audit(gw, lambda e: e["action"] == "SELECT $1::int + 1000 AS x", 6)
+    assert len(sel) == 6, sel
+    assert sorted(((e["decision"], e["rule"], e["rows"] or 0, e["status"]) for e in sel)) == \
+        [("allow", "reads", 0, "00000")] + [("allow", "reads", 1, "00000")] * 5
+    assert len({e["session_id"] for e in sel}) == 1
+    assert len({e["id"] for e in sel}) == 6
+    ins = _wait_audit(gw, lambda e: e["action"] == "INSERT INTO prep_t VALUES ($1, 'a')"
+                      and e["kind"] == "decision", 4)
+    assert len(ins) == 4 and {e["decision"] for e in ins} == {"allow"}, ins
+    assert pg.psql_local("SELECT count(*) FROM prep_t", db="app").strip() == "3"
+    assert sid_probe.startswith("probe-")
+    # the recording: the first run is its parse line, each later one an execute line
+    sid = sel[0]["session_id"]
+    deadline = time.time() + 10
+    while True:
+        r = run(["replay", sid, "-c", gw.cfg, "--json"])
+        if r.returncode == 0 or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+    runs = [(x["type"], x["sql"]) for x in lines if x["type"] in ("parse", "execute")]
+    assert runs == [("parse", "SELECT $1::int + 1000 AS x")] + \
+        [("execute", "SELECT $1::int + 1000 AS x")] * 5 + \
+        [("parse", "INSERT INTO prep_t VALUES ($1, 'a')")] + \
+        [("execute", "INSERT INTO prep_t VALUES ($1, 'a')")] * 3, runs
+    assert all(x["decision"] == "allow" for x in lines if x["type"] == "execute")
+    human = run(["replay", sid, "-c", gw.cfg, "--speed", "0"])
+    assert human.returncode == 0 and human.stdout.count("execute") >= 8, human.stdout
+
+
+def test_prepared_statement_decided_again_after_reload(gw, pg):
+    # A reload that denies a prepared statement's table refuses its next run
+    # (42501, the session goes on); the run after the rule is gone works:
+    # a refused run refuses that run only.
+    pg.psql_local("CREATE TABLE IF NOT EXISTS prep_r (id int); TRUNCATE prep_r; "
+                  "INSERT INTO prep_r VALUES (1)", db="app")
+    tok = token(gw)
+    text = open(gw.cfg).read()
+    deny = text.replace("policies:\n", "policies:\n  - { name: no-prep-r, who: [\"*\"], "
+                        "targets: [appdb], when: { tables: [prep_r] }, action: deny, "
+                        "message: closed for now }\n", 1)
+    q = "SELECT count(*) FROM prep_r WHERE id > %s"
+
+    def refused_now():
+        with connect(gw, tok, autocommit=True) as c2:
+            try:
+                c2.execute("SELECT count(*) FROM prep_r")
+                return False
+            except psycopg.errors.InsufficientPrivilege:
+                return True
+
+    def reload(cfg_text, want_refused):
+        open(gw.cfg, "w").write(cfg_text)
+        gw.signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while refused_now() != want_refused:
+            assert time.time() < deadline, gw.logs()
+            time.sleep(0.05)
+
+    with connect(gw, tok, autocommit=True) as c:
+        for _ in range(3):
+            assert c.execute(q, (0,), prepare=True).fetchone() == (1,)
+        reload(deny, True)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+            c.execute(q, (0,), prepare=True)
+        assert "no-prep-r" in str(ei.value) and "closed for now" in str(ei.value)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        reload(text, False)
+        assert c.execute(q, (0,), prepare=True).fetchone() == (1,)
+    evs = _wait_audit(gw, lambda e: e["action"] == "SELECT count(*) FROM prep_r WHERE id > $1"
+                      and e["decision"] == "deny", 1)
+    assert evs and evs[0]["rule"] == "no-prep-r", evs
+
+
+def test_prepared_statement_table_capped_and_released(gw, pg):
+    # A session tracks at most 4096 prepared statements: the next Parse is
+    # refused with 54000 (the session goes on); Close, DEALLOCATE name (bare
+    # or quoted) and DEALLOCATE ALL, as a whole allowed Query, release
+    # tracked ones.
+    s, msg, msgs_until = _raw_session(gw, token(gw))
+
+    def parse(name, sql=b"SELECT 1"):
+        return msg(b"P", name + b"\0" + sql + b"\0\0\0") + msg(b"S", b"")
+
+    def kinds(out):
+        return b"".join(m[:1] for m in out)
+
+    names = [b"st%d" % i for i in range(4096)]
+    s.sendall(b"".join(parse(n) for n in names))
+    out = msgs_until(4096)
+    assert kinds(out) == b"1Z" * 4096
+    s.sendall(parse(b"one_more"))
+    out = msgs_until(1)
+    assert kinds(out) == b"EZ" and b"54000" in out[0] and b"too many prepared" in out[0], out
+    # DEALLOCATE of an unquoted name (folded: St7 is st7), with a comment
+    s.sendall(msg(b"Q", b"DEALLOCATE /* x */ PREPARE St7;\0") + parse(b"one_more"))
+    out = msgs_until(2)
+    assert kinds(out) == b"CZ1Z", out
+    # a quoted name, case kept
+    s.sendall(msg(b"Q", b'DEALLOCATE "st8"\0') + parse(b"two_more"))
+    assert kinds(msgs_until(2)) == b"CZ1Z"
+    # Close (statement) releases too
+    s.sendall(msg(b"C", b"Sst9\0") + msg(b"S", b"") + parse(b"three_more"))
+    assert kinds(msgs_until(2)) == b"3Z1Z"
+    # full again: a DEALLOCATE inside a longer string is left alone
+    s.sendall(parse(b"four_more"))
+    assert b"54000" in msgs_until(1)[0]
+    s.sendall(msg(b"Q", b"DEALLOCATE st10; SELECT 1\0") + parse(b"four_more"))
+    out = msgs_until(2)
+    assert b"54000" in out[-2], out
+    # DEALLOCATE ALL empties the table: 4096 new ones fit again
+    s.sendall(msg(b"Q", b"deallocate all\0"))
+    msgs_until(1)
+    s.sendall(b"".join(parse(b"n" + n) for n in names))
+    assert kinds(msgs_until(4096)) == b"1Z" * 4096
+    # a statement the policy refuses releases nothing (DISCARD: no rule here)
+    s.sendall(msg(b"Q", b"DISCARD ALL\0") + parse(b"after_discard"))
+    out = msgs_until(2)
+    assert kinds(out) == b"EZEZ" and b"42501" in out[0] and b"54000" in out[2], out
+    s.sendall(msg(b"Q", b"DEALLOCATE ALL;\0") + parse(b"after_discard"))
+    assert kinds(msgs_until(2)) == b"CZ1Z"
+    # and a prepared statement still runs (Bind in a later batch: decided again)
+    s.sendall(msg(b"B", b"\0after_discard\0\0\0\0\0\0\0") + msg(b"E", b"\0\0\0\0\0") +
+              msg(b"S", b""))
+    assert kinds(msgs_until(1)) == b"2DCZ"
+    s.close()

@@ -169,10 +169,17 @@ def wait_session_event(e, sid):
 
 
 def session_ids(e, protocol):
-    r = run(["audit", "query", "-c", e.g.cfg, "--json", "--limit", "1000"])
-    assert r.returncode == 0, r.stderr
-    return list(dict.fromkeys(ev["session_id"] for ev in reversed(json.loads(r.stdout))
-                              if ev.get("protocol") == protocol and ev.get("session_id")))
+    """The sessions of `protocol` in the audit log, oldest first; waits for
+    the first one (async events commit within the flush interval)."""
+    deadline = time.time() + WAIT
+    while True:
+        r = run(["audit", "query", "-c", e.g.cfg, "--json", "--limit", "1000"])
+        assert r.returncode == 0, r.stderr
+        ids = list(dict.fromkeys(ev["session_id"] for ev in reversed(json.loads(r.stdout))
+                                 if ev.get("protocol") == protocol and ev.get("session_id")))
+        if ids or time.time() > deadline:
+            return ids
+        time.sleep(0.05)
 
 
 def replay_json(e, sid):

@@ -27,6 +27,7 @@
  * Protocol: https://www.postgresql.org/docs/current/protocol-flow.html
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -59,6 +60,9 @@
 #define HIGH_WATER (1024 * 1024) /* pause the other side above this much queued */
 #define CORK_KEEP (64 * 1024)     /* a cork buffer above this is freed after use */
 #define MAX_REFUSED 64           /* refused statement names remembered per session */
+#define NAMEDATALEN_MAX 255       /* longest statement name DEALLOCATE is read for */
+#define MAX_PREPARED 4096         /* prepared statements tracked per session */
+#define MAX_PREPARED_BYTES (16u << 20) /* and their SQL text in all */
 #define MAX_INFLIGHT 1024        /* statements awaiting their result */
 #define KILL_UPSTREAM_DELAY_MS 20 /* a killed session's upstream closes this much later */
 
@@ -202,6 +206,20 @@ struct sess {
     bool upstream_error;     /* upstream sent an error in this batch */
     char *refused[MAX_REFUSED];
     size_t n_refused;
+    /* Prepared statements the client prepared (Parse allowed): name -> SQL,
+     * so that each later execution (a Bind with no Parse before it) is
+     * decided and audited again, as a statement. A Bind in the same batch
+     * as the Parse (before a Sync), the first one, is the run the Parse's
+     * decision and event cover. */
+    struct prep {
+        char *name;
+        char *sql;
+        size_t sql_len;
+        uint64_t batch; /* s->syncs when it was parsed */
+        bool bound;     /* a Bind of it was seen */
+    } *preps;
+    size_t n_preps, cap_preps, prep_bytes;
+    uint64_t syncs; /* Sync messages from the client */
     inflight_t fl[MAX_INFLIGHT];
     size_t fl_head, fl_n;
     pend_t *pend;
@@ -247,9 +265,10 @@ struct sess {
     al_hold_t *hold;
     bool appr_wait;          /* held: process no client input until decided */
     bool appr_used;          /* raised a request or used a grant: end them at close */
-    bool appr_simple;        /* the held message is a Query (else a Parse) */
+    bool appr_simple;        /* the held message is a Query (else a Parse or a Bind) */
     al_buf_t appr_msg;       /* the held message */
-    char *appr_stmt;         /* its prepared statement name (Parse) */
+    al_buf_t appr_sql;       /* its SQL */
+    char *appr_stmt;         /* its prepared statement name (Parse, Bind) */
     sess_t *next, **pprev;
 };
 
@@ -442,7 +461,13 @@ static void sess_free(sess_t *s)
         free(s->inj[i].bytes);
     al_buf_free(&s->held_msg);
     al_buf_free(&s->appr_msg);
+    al_buf_free(&s->appr_sql);
     free(s->appr_stmt);
+    for (size_t i = 0; i < s->n_preps; i++) {
+        free(s->preps[i].name);
+        free(s->preps[i].sql);
+    }
+    free(s->preps);
     al_buf_free(&s->tls_scratch);
     al_buf_free(&s->cork[0]);
     al_buf_free(&s->cork[1]);
@@ -925,6 +950,148 @@ static bool is_refused(sess_t *s, al_str_t name)
     return false;
 }
 
+static struct prep *prep_find(sess_t *s, al_str_t name)
+{
+    for (size_t i = 0; i < s->n_preps; i++)
+        if (strlen(s->preps[i].name) == name.len && !memcmp(s->preps[i].name, name.p, name.len))
+            return &s->preps[i];
+    return NULL;
+}
+
+static void prep_del(sess_t *s, al_str_t name)
+{
+    struct prep *p = prep_find(s, name);
+    if (!p)
+        return;
+    s->prep_bytes -= p->sql_len;
+    free(p->name);
+    free(p->sql);
+    *p = s->preps[--s->n_preps];
+}
+
+/* Whether a Parse of `name` with `len` bytes of SQL fits the caps. */
+static bool prep_room(sess_t *s, al_str_t name, size_t len)
+{
+    struct prep *p = prep_find(s, name);
+    size_t bytes = s->prep_bytes - (p ? p->sql_len : 0);
+    return (p || s->n_preps < MAX_PREPARED) && len <= MAX_PREPARED_BYTES - bytes;
+}
+
+/* An allowed Parse: the statement's text, for its later executions.
+ * false when out of memory (the caller ends the session: an execution
+ * that cannot be decided again must not run). */
+static bool prep_put(sess_t *s, al_str_t name, al_str_t sql)
+{
+    prep_del(s, name);
+    if (s->n_preps == s->cap_preps) {
+        size_t cap = s->cap_preps ? s->cap_preps * 2 : 8;
+        struct prep *np = realloc(s->preps, cap * sizeof *np);
+        if (!np)
+            return false;
+        s->preps = np;
+        s->cap_preps = cap;
+    }
+    char *n = al_strndup(name.p, name.len), *q = al_strndup(sql.p, sql.len);
+    if (!n || !q) {
+        free(n);
+        free(q);
+        return false;
+    }
+    s->preps[s->n_preps++] = (struct prep){.name = n, .sql = q, .sql_len = sql.len,
+                                           .batch = s->syncs};
+    s->prep_bytes += sql.len;
+    return true;
+}
+
+/* Skips whitespace and SQL comments; returns the new position. */
+static size_t sql_skip_space(const char *p, size_t n, size_t i)
+{
+    for (;;) {
+        while (i < n && strchr(" \t\r\n\f", p[i]))
+            i++;
+        if (i + 1 < n && p[i] == '-' && p[i + 1] == '-') {
+            while (i < n && p[i] != '\n')
+                i++;
+        } else if (i + 1 < n && p[i] == '/' && p[i + 1] == '*') {
+            size_t e = i + 2;
+            while (e + 1 < n && !(p[e] == '*' && p[e + 1] == '/'))
+                e++;
+            i = e + 1 < n ? e + 2 : n;
+        } else {
+            return i;
+        }
+    }
+}
+
+/* The keyword kw (upper case) at p[i], case-insensitive, ending there. */
+static bool sql_word(const char *p, size_t n, size_t *i, const char *kw)
+{
+    size_t k = strlen(kw);
+    if (n - *i < k || strncasecmp(p + *i, kw, k) ||
+        (*i + k < n && (isalnum((unsigned char)p[*i + k]) || p[*i + k] == '_')))
+        return false;
+    *i = sql_skip_space(p, n, *i + k);
+    return true;
+}
+
+/* A Query that is exactly DEALLOCATE [PREPARE] name|ALL or DISCARD ALL
+ * (drivers such as psycopg release their prepared statements so): the
+ * statements it releases are forgotten here too, so a long session's
+ * table of prepared statements does not fill up with released ones. An
+ * unquoted name is folded to lower case, as PostgreSQL does. */
+static void prep_forget_sql(sess_t *s, al_str_t sql)
+{
+    const char *p = sql.p;
+    size_t n = sql.len, i = sql_skip_space(p, n, 0);
+    bool all = false;
+    char name[NAMEDATALEN_MAX + 1];
+    size_t nl = 0;
+    if (sql_word(p, n, &i, "DISCARD")) {
+        if (!sql_word(p, n, &i, "ALL"))
+            return;
+        all = true;
+    } else if (sql_word(p, n, &i, "DEALLOCATE")) {
+        sql_word(p, n, &i, "PREPARE");
+        if (sql_word(p, n, &i, "ALL")) {
+            all = true;
+        } else if (i < n && p[i] == '"') {
+            for (i++; i < n; i++) {
+                if (p[i] == '"' && !(i + 1 < n && p[i + 1] == '"'))
+                    break;
+                if (p[i] == '"')
+                    i++;
+                if (nl == NAMEDATALEN_MAX)
+                    return;
+                name[nl++] = p[i];
+            }
+            if (i++ >= n)
+                return;
+        } else {
+            while (i < n && (isalnum((unsigned char)p[i]) || p[i] == '_' || p[i] == '$' ||
+                             (unsigned char)p[i] >= 0x80)) {
+                if (nl == NAMEDATALEN_MAX)
+                    return;
+                name[nl++] = (char)tolower((unsigned char)p[i++]);
+            }
+            if (!nl)
+                return;
+        }
+        i = sql_skip_space(p, n, i);
+    } else {
+        return;
+    }
+    if (i < n && p[i] == ';')
+        i = sql_skip_space(p, n, i + 1);
+    if (i != n)
+        return; /* more than one statement: left to the upstream */
+    if (all) {
+        while (s->n_preps)
+            prep_del(s, al_str_c(s->preps[0].name));
+        return;
+    }
+    prep_del(s, (al_str_t){name, nl});
+}
+
 /* ---- client -> upstream ---------------------------------------------------------- */
 
 static void forward(sess_t *s, const al_pg_msg_t *m)
@@ -973,6 +1140,12 @@ static bool allow_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_st
 {
     if (!simple)
         forget_refused(s, stmt_name);
+    if (m->type == 'Q' && s->n_preps)
+        prep_forget_sql(s, sql);
+    if (m->type == 'P' && !prep_put(s, stmt_name, sql)) {
+        fatal(s, "53200", "airlock: out of memory", NULL);
+        return false;
+    }
     set_masks(s, &d->v);
     if (s->n_meng && copy_to(d->r) &&
         al_mask_set_has_columns(s->pw->w->snap->masks, s->target->name)) {
@@ -983,7 +1156,8 @@ static bool allow_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_st
         d->decision = d->reason = NULL;
         audit_decision(s, sql, d, false, id, NULL);
         if (!simple) {
-            remember_refused(s, stmt_name);
+            if (m->type == 'P')
+                remember_refused(s, stmt_name);
             s->skipping = true;
         }
         refuse(s, "42501", "airlock: COPY TO is refused on a target with column masking; "
@@ -1039,20 +1213,12 @@ static bool allow_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_st
 
 /* ---- approvals (docs/approvals.md, approval_hold.h) -------------------------------- */
 
-/* The held statement's SQL (a view into appr_msg). */
+/* The held statement's SQL (a view into appr_sql). */
 static bool held_sql(sess_t *s, al_str_t *sql)
 {
-    const al_buf_t *b = &s->appr_msg;
-    if (b->len < 5)
+    if (s->appr_msg.len < 5 || s->appr_sql.oom)
         return false;
-    const uint8_t *body = (const uint8_t *)b->p + 5;
-    size_t len = b->len - 5;
-    if (s->appr_simple)
-        return al_pg_parse_query(body, len, sql) == AL_PG_OK;
-    al_pg_parse_msg_t pm;
-    if (al_pg_parse_parse(body, len, &pm) != AL_PG_OK)
-        return false;
-    *sql = pm.query;
+    *sql = (al_str_t){s->appr_sql.p ? s->appr_sql.p : "", s->appr_sql.len};
     return true;
 }
 
@@ -1060,7 +1226,8 @@ static bool held_sql(sess_t *s, al_str_t *sql)
 static void held_refused(sess_t *s, const char *msg)
 {
     if (!s->appr_simple) {
-        remember_refused(s, al_str_c(s->appr_stmt ? s->appr_stmt : ""));
+        if (s->appr_msg.p[0] == 'P') /* a Bind's statement is decided again next time */
+            remember_refused(s, al_str_c(s->appr_stmt ? s->appr_stmt : ""));
         s->skipping = true;
     }
     refuse(s, "42501", msg, s->appr_simple);
@@ -1153,6 +1320,8 @@ static bool hold_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str
     al_worker_t *w = s->pw->w;
     al_buf_reset(&s->appr_msg);
     al_buf_append(&s->appr_msg, m->raw, m->raw_len);
+    al_buf_reset(&s->appr_sql);
+    al_buf_append(&s->appr_sql, sql.p, sql.len);
     s->appr_simple = simple;
     free(s->appr_stmt);
     s->appr_stmt = al_xstrndup(stmt_name.p, stmt_name.len);
@@ -1172,13 +1341,14 @@ static bool hold_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str
 /* Query or Parse: decide, audit, forward or refuse. Returns false when the
  * session must stop processing input (waiting for audit, or closed). */
 /* The statement line of the recording: what was asked and what was decided. */
-static void rec_statement(sess_t *s, al_str_t sql, al_str_t stmt_name, bool simple,
+static void rec_statement(sess_t *s, al_str_t sql, al_str_t stmt_name, char msg_type,
                           const char *decision, const char *rule, const char *reason)
 {
+    bool simple = msg_type == 'Q' || msg_type == 'F';
     s->rec_rows = 0;
     s->rec_rows_cut = false;
     s->rec_t0 = al_mono_ns();
-    al_buf_t *b = al_rec_begin(s->rec, simple ? "query" : "parse");
+    al_buf_t *b = al_rec_begin(s->rec, simple ? "query" : msg_type == 'B' ? "execute" : "parse");
     if (!b)
         return;
     if (!simple)
@@ -1225,14 +1395,14 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
         return false;
     al_sess_action(s->reg);
     if (recording_refused(s, sql, simple)) {
-        if (!simple)
+        if (m->type == 'P')
             remember_refused(s, stmt_name);
         return true;
     }
     decision_t d;
     decide(s, sql, &d);
     if (s->rec)
-        rec_statement(s, sql, stmt_name, simple,
+        rec_statement(s, sql, stmt_name, (char)m->type,
                       d.v.decision == AL_DECIDE_APPROVE && d.v.rule && s->pw->w->rt->approvals
                           ? "pending"
                           : al_decision_name(d.v.decision),
@@ -1246,7 +1416,11 @@ static bool statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_str_t st
         char msg[512];
         refusal_message(&d.v, d.cls, msg, sizeof msg);
         if (!simple) {
-            remember_refused(s, stmt_name);
+            /* A refused Parse is never prepared upstream: its Binds are
+             * refused. A refused execution (Bind) refuses this run only;
+             * the next one is decided again. */
+            if (m->type == 'P')
+                remember_refused(s, stmt_name);
             s->skipping = true;
         }
         refuse(s, "42501", msg, simple);
@@ -1318,6 +1492,7 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
     }
     case 'S': /* Sync ends a refused batch */
         s->skipping = false;
+        s->syncs++;
         forward(s, m);
         return true;
     case 'X':
@@ -1337,6 +1512,14 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
             fatal(s, "08P01", "airlock: malformed Parse message", NULL);
             return false;
         }
+        if (!prep_room(s, pm.statement, pm.query.len)) {
+            s->skipping = true;
+            refuse(s, "54000",
+                   "airlock: too many prepared statements in this session (at most 4096, "
+                   "16 MiB of SQL); close the ones no longer used (Close message) or reconnect",
+                   false);
+            return true;
+        }
         return statement(s, m, pm.query, pm.statement, false);
     }
     case 'B': {
@@ -1351,14 +1534,33 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
                    false);
             return true;
         }
+        s->ncols = 0; /* a RowDescription may follow (Describe portal) */
+        struct prep *pr = prep_find(s, b.statement);
+        if (pr && (pr->bound || pr->batch != s->syncs)) {
+            /* The statement runs again: decided again (the policy may have
+             * been reloaded, a grant used up) and audited as a statement,
+             * strict ones durable before this run. */
+            if (s->rec)
+                rec_bind(s, &b);
+            return statement(s, m, (al_str_t){pr->sql, pr->sql_len}, b.statement, false);
+        }
+        if (pr)
+            pr->bound = true; /* the run its Parse was decided and audited for */
+        /* A statement airlock has not seen prepared (SQL PREPARE) was
+         * decided as that statement. */
         if (!recheck_identity(s))
             return false;
-        /* a prepared statement runs again with Bind/Execute only */
         if (recording_refused(s, al_str_c("<Bind>"), false))
             return true;
-        s->ncols = 0; /* a RowDescription may follow (Describe portal) */
         if (s->rec)
             rec_bind(s, &b);
+        forward(s, m);
+        return true;
+    }
+    case 'C': {
+        /* Close of a prepared statement: forget its text. */
+        if (m->body_len >= 2 && m->body[0] == 'S' && m->body[m->body_len - 1] == 0)
+            prep_del(s, al_str_c((const char *)m->body + 1));
         forward(s, m);
         return true;
     }
@@ -1383,7 +1585,7 @@ static bool client_msg(sess_t *s, const al_pg_msg_t *m)
         char id[AL_AUDIT_ID_SIZE];
         audit_decision(s, al_str_c("<FunctionCall>"), &d, false, id, NULL);
         if (s->rec)
-            rec_statement(s, al_str_c("<FunctionCall>"), (al_str_t){"", 0}, true,
+            rec_statement(s, al_str_c("<FunctionCall>"), (al_str_t){"", 0}, 'F',
                           al_decision_name(d.v.decision), d.v.rule ? d.v.rule->name : NULL,
                           d.v.decision == AL_DECIDE_ALLOW ? NULL : d.v.reason);
         if (d.v.decision != AL_DECIDE_ALLOW) {
