@@ -245,6 +245,12 @@ static size_t utf8_len(const uint8_t *p, size_t n)
     return len;
 }
 
+/* Bytes a JSON string carries as they are: printable ASCII but the quote
+ * and the backslash. */
+static const bool plain_byte[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1,
+};
+
 /* Appends a JSON string of p[0..n). strict: returns false (and appends
  * nothing more) at the first invalid byte or NUL; otherwise those become
  * U+FFFD / \u0000. */
@@ -260,12 +266,18 @@ static bool json_string(al_buf_t *b, const uint8_t *p, size_t n, bool strict)
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
-        uint8_t c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f) {
-            *o++ = (char)c;
-            i++;
-            continue;
+        /* a run of bytes that need no escape, copied at once */
+        size_t r = i;
+        while (r < n && plain_byte[p[r]])
+            r++;
+        if (r > i) {
+            memcpy(o, p + i, r - i);
+            o += r - i;
+            i = r;
+            if (i == n)
+                break;
         }
+        uint8_t c = p[i];
         /* up to 6 bytes for this one, 1 for each byte left, 1 for the quote */
         if ((size_t)(lim - o) < 6 + (n - i) + 1) {
             b->len = (size_t)(o - b->p);
