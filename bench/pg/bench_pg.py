@@ -237,7 +237,7 @@ policies:
                           " ".join(f"{row[r][0]:14.0f} {row[r][1]:7.2f}" for r in routes) +
                           f"   {b / d:10.2f} {a / d:14.2f} {a / b:11.2f}" +
                           f"   {cpu['pgbouncer']:9.1f} {cpu['airlock']:9.1f}", flush=True)
-        if not only:
+        if not only or only == "idle":  # BENCH_PG_ONLY=idle: only the idle sessions
             idle_rss(aport, token, ap.pid)
     finally:
         for p in procs:
