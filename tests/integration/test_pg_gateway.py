@@ -703,3 +703,33 @@ def test_prepared_statement_table_capped_and_released(gw, pg):
               msg(b"S", b""))
     assert kinds(msgs_until(1)) == b"2DCZ"
     s.close()
+
+
+def test_deep_pipeline_keeps_order_and_results(gw, pg):
+    # 300 statements in one write (the in-flight ring grows from 8 while
+    # results come back): every result in order, the refused one in its
+    # place, and each allowed statement's audit event has its own row count.
+    s, msg, msgs_until = _raw_session(gw, token(gw, "ro"))
+    n = 300
+    qs = [b"SELECT generate_series(1, %d) AS k%d" % (i % 5 + 1, i) for i in range(n)]
+    qs[150] = b"DELETE FROM t"
+    s.sendall(b"".join(msg(b"Q", q + b"\0") for q in qs))
+    out = msgs_until(n)
+    batches, cur = [], []
+    for m in out:
+        cur.append(m)
+        if m[:1] == b"Z":
+            batches.append(cur)
+            cur = []
+    assert len(batches) == n
+    for i, b in enumerate(batches):
+        if i == 150:
+            assert b[0][:1] == b"E" and b"42501" in b[0], b
+            continue
+        assert b[0][:1] == b"T" and (b"k%d\0" % i) in b[0], (i, b[0])
+        assert sum(m[:1] == b"D" for m in b) == i % 5 + 1
+    s.close()
+    evs = _wait_audit(gw, lambda e: (e["action"] or "").startswith("SELECT generate_series(1, ")
+                      and " AS k" in e["action"], n - 1)
+    rows = {int(e["action"].rsplit(" AS k", 1)[1]): e["rows"] for e in evs}
+    assert len(rows) == n - 1 and all(rows[i] == i % 5 + 1 for i in rows), rows

@@ -141,6 +141,7 @@ typedef struct inflight {
     uint64_t t0;
     int64_t rows;
     bool execute;              /* one result (Execute), else until ReadyForQuery */
+    uint64_t rfq;              /* the ReadyForQuery (s->rfq_seen) its batch ends at */
     char status[6];
     char *error;
     /* Async (allowed, not strict) statements record ONE event, decision and
@@ -220,8 +221,10 @@ struct sess {
     } *preps;
     size_t n_preps, cap_preps, prep_bytes;
     uint64_t syncs; /* Sync messages from the client */
-    inflight_t fl[MAX_INFLIGHT];
-    size_t fl_head, fl_n;
+    /* A ring, grown on demand up to MAX_INFLIGHT (an idle session holds
+     * none: 1000 idle sessions stay small, bench/pg). */
+    inflight_t *fl;
+    size_t fl_cap, fl_head, fl_n;
     pend_t *pend;
     al_buf_t held_msg;       /* the message waiting for its strict audit record */
     char held_id[AL_AUDIT_ID_SIZE];
@@ -481,10 +484,11 @@ static void sess_free(sess_t *s)
     al_tls_free(&s->stls);
     for (size_t i = 0; i < s->n_refused; i++)
         free(s->refused[i]);
-    for (size_t i = 0; i < MAX_INFLIGHT; i++) {
+    for (size_t i = 0; i < s->fl_cap; i++) {
         free(s->fl[i].error);
         al_buf_free(&s->fl[i].text);
     }
+    free(s->fl);
     if (s->auth_inited)
         al_pg_auth_free(&s->auth);
     if (s->token) {
@@ -558,7 +562,7 @@ static void sess_close(sess_t *s)
         if (!f->error && f->deferred)
             f->error = al_xstrdup("session closed before the result");
         record_result(s, f);
-        s->fl_head = (s->fl_head + 1) % MAX_INFLIGHT;
+        s->fl_head = (s->fl_head + 1) % s->fl_cap;
         s->fl_n--;
     }
     s->st = S_CLOSING;
@@ -693,12 +697,36 @@ static void record_result(sess_t *s, inflight_t *f)
     f->deferred = false;
 }
 
+/* Room for one more statement in flight: grows the ring (8, 16, ... up to
+ * MAX_INFLIGHT), keeping its order. false when full or out of memory. */
+static bool fl_room(sess_t *s)
+{
+    if (s->fl_n < s->fl_cap)
+        return true;
+    if (s->fl_cap == MAX_INFLIGHT)
+        return false;
+    size_t cap = s->fl_cap ? s->fl_cap * 2 : 8;
+    inflight_t *nf = calloc(cap, sizeof *nf);
+    if (!nf)
+        return false;
+    for (size_t i = 0; i < s->fl_n; i++) /* full: every old slot moves, in order */
+        nf[i] = s->fl[(s->fl_head + i) % s->fl_cap];
+    free(s->fl);
+    s->fl = nf;
+    s->fl_cap = cap;
+    s->fl_head = 0;
+    return true;
+}
+
 static void inflight_push(sess_t *s, const char *id, bool execute)
 {
-    if (s->fl_n == MAX_INFLIGHT) /* pathological pipelining: record and forget */
+    if (!fl_room(s)) /* pathological pipelining: record and forget */
         return;
-    inflight_t *f = &s->fl[(s->fl_head + s->fl_n++) % MAX_INFLIGHT];
+    inflight_t *f = &s->fl[(s->fl_head + s->fl_n++) % s->fl_cap];
     snprintf(f->id, sizeof f->id, "%s", id);
+    /* Pushed after its message was forwarded: a Query counted its own
+     * ReadyForQuery then; a Parse's or Bind's batch ends at the next Sync. */
+    f->rfq = execute ? s->rfq_expected + 1 : s->rfq_expected;
     f->t0 = al_mono_ns();
     f->rows = -1;
     f->execute = execute;
@@ -719,7 +747,7 @@ static void inflight_pop(sess_t *s)
     if (!f)
         return;
     record_result(s, f);
-    s->fl_head = (s->fl_head + 1) % MAX_INFLIGHT;
+    s->fl_head = (s->fl_head + 1) % s->fl_cap;
     s->fl_n--;
 }
 
@@ -1165,10 +1193,10 @@ static bool allow_statement(sess_t *s, const al_pg_msg_t *m, al_str_t sql, al_st
         return true;
     }
     bool strict = d->v.audit != AL_AUDIT_MODE_ASYNC;
-    if (!strict && s->fl_n < MAX_INFLIGHT && !d->approval_id) {
+    if (!strict && fl_room(s) && !d->approval_id) {
         forward(s, m);
         inflight_push(s, "", !simple);
-        inflight_t *f = &s->fl[(s->fl_head + s->fl_n - 1) % MAX_INFLIGHT];
+        inflight_t *f = &s->fl[(s->fl_head + s->fl_n - 1) % s->fl_cap];
         f->deferred = true;
         f->cls = al_sql_class_name(d->cls);
         f->reason = d->v.reason;
@@ -1920,7 +1948,9 @@ static void server_msg(sess_t *s, const al_pg_msg_t *m)
             free(s->inj[0].bytes);
             memmove(s->inj, s->inj + 1, --s->n_inj * sizeof *s->inj);
         }
-        while (s->fl_n)
+        /* The statements of this batch end here; pipelined ones after it
+         * wait for their own ReadyForQuery. */
+        while (s->fl_n && inflight_head(s)->rfq <= s->rfq_seen)
             inflight_pop(s);
         s->upstream_error = false;
         if (s->pw->draining && status == 'I' && !s->pending_in.len) {
