@@ -323,6 +323,7 @@ targets:
     protocol: http
     listen: 127.0.0.1:{aport}
     tls: off
+    http: {{ pool_size: 64 }}
     upstream:
       url: http://127.0.0.1:{upport}
       headers:
