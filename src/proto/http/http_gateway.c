@@ -2230,14 +2230,19 @@ static void update_reads(sess_t *s)
 static void exchange_end(sess_t *s)
 {
     s->active = false;
+    if (s->resp_chunked)
+        to_client(s, "0\r\n\r\n", 5);
+    /* The client has the whole response before the bookkeeping (recording
+     * lines, the audit event): at one connection that work then overlaps
+     * the client's handling of the response instead of delaying it. */
+    if (s->corked && s->st != S_CLOSING)
+        flush_client(s);
     if (s->rec) {
         rec_request_push(s);
         rec_response_push(s);
     }
     record_result(s, NULL);
     up_release(s, s->up_keep && s->req_done);
-    if (s->resp_chunked)
-        to_client(s, "0\r\n\r\n", 5);
     if (s->st == S_CLOSING)
         return;
     al_buf_reset(&s->uphead);

@@ -376,17 +376,22 @@ static bool cork(sess_t *s)
 
 /* Writes what was gathered, upstream first, then applies backpressure:
  * a side whose peer has more than HIGH_WATER queued is not read. */
+/* Writes what was gathered for one side now ([1] the client). */
+static void flush_corked(sess_t *s, int side)
+{
+    al_buf_t *b = &s->cork[side];
+    if (b->len && s->st != S_CLOSING)
+        send_now(s, side == 1, b->p, b->len);
+    al_buf_reset(b);
+    if (b->cap > CORK_KEEP) /* a large result passed: give the memory back */
+        al_buf_free(b);
+}
+
 static void uncork(sess_t *s)
 {
     s->corked = false;
-    for (int i = 0; i < 2; i++) {
-        al_buf_t *b = &s->cork[i];
-        if (b->len && s->st != S_CLOSING)
-            send_now(s, i == 1, b->p, b->len);
-        al_buf_reset(b);
-        if (b->cap > CORK_KEEP) /* a large result passed: give the memory back */
-            al_buf_free(b);
-    }
+    flush_corked(s, 0);
+    flush_corked(s, 1);
     if (s->st != S_READY)
         return;
     if (!s->server_paused &&
@@ -1948,17 +1953,21 @@ static void server_msg(sess_t *s, const al_pg_msg_t *m)
             free(s->inj[0].bytes);
             memmove(s->inj, s->inj + 1, --s->n_inj * sizeof *s->inj);
         }
+        s->upstream_error = false;
+        bool drained_now = s->pw->draining && status == 'I' && !s->pending_in.len;
+        send_bytes(s, true, m->raw, m->raw_len);
+        /* The client has its answer before the bookkeeping: the batch's
+         * results are audited (and the waiting client's next statement is
+         * already on its way) after the send. */
+        if (s->corked)
+            flush_corked(s, 1);
         /* The statements of this batch end here; pipelined ones after it
          * wait for their own ReadyForQuery. */
         while (s->fl_n && inflight_head(s)->rfq <= s->rfq_seen)
             inflight_pop(s);
-        s->upstream_error = false;
-        if (s->pw->draining && status == 'I' && !s->pending_in.len) {
-            send_bytes(s, true, m->raw, m->raw_len);
+        if (drained_now)
             sess_close(s); /* drain: idle now */
-            return;
-        }
-        break;
+        return;
     }
     case 'I':
         if (s->n_inj && s->inj[0].placeholder && s->inj[0].idx == s->rfq_seen + 1)
